@@ -1,0 +1,411 @@
+"""The engine: tensors, the registry of differentiable ops, and the backward pass.
+
+Every op — built-in or a user's — is made by :func:`primitive`: a NumPy forward function plus one
+vector-Jacobian product (VJP) per differentiable argument, registered with :func:`defvjp`. Calling
+the op on tensors runs the forward on their arrays and, when some input needs a gradient, records
+the op in the output tensor. ``backward`` walks those records in reverse topological order without
+recursion, calls the VJPs of the inputs that need them, undoes broadcasting in one place
+(:func:`sum_to_shape`), and frees the graph as it goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "Tensor",
+    "primitive",
+    "defvjp",
+    "defvjp_argnum",
+    "registry",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
+    "sum_to_shape",
+]
+
+_FLOAT_KINDS = "f"
+_NUMERIC_KINDS = "biuf"
+
+
+class _GradMode:
+    enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return _GradMode.enabled
+
+
+class _SetGrad(contextlib.ContextDecorator):
+    """Context manager and decorator that switches graph recording on or off."""
+
+    def __init__(self, mode: bool):
+        self.mode = mode
+        self._saved: list[bool] = []
+
+    def __enter__(self):
+        self._saved.append(_GradMode.enabled)
+        _GradMode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self._saved.pop()
+        return False
+
+
+def no_grad():
+    """``with ad.no_grad():`` or ``@ad.no_grad()``: run ops without recording a graph."""
+    return _SetGrad(False)
+
+
+def enable_grad():
+    return _SetGrad(True)
+
+
+# --------------------------------------------------------------------------------------------
+# Tensor
+
+
+def _as_array(data, dtype=None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.data
+    try:
+        arr = np.asarray(data, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"Tensor data must be numeric (a number or nested lists of numbers): {e}") from None
+    if arr.dtype.kind not in _NUMERIC_KINDS:
+        raise TypeError(f"Tensor data must be numeric, got dtype {arr.dtype} from {type(data).__name__}")
+    return arr
+
+
+class Tensor:
+    """An n-dimensional array that remembers how it was computed.
+
+    ``.grad`` holds the derivative of the last ``backward`` output with respect to this tensor, for
+    leaves with ``requires_grad=True`` (and for any tensor after :meth:`retain_grad`). Gradients
+    *accumulate* across ``backward`` calls until :meth:`zero_grad`, as in PyTorch; when ``.grad``
+    already holds an array of the right shape it is updated in place, so optimizers may keep it as a
+    view into a flat buffer.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "name", "_rule", "_parents", "_args", "_kwargs",
+                 "_retain", "_freed", "__weakref__")
+    __array_priority__ = 1000  # make ndarray + Tensor defer to Tensor.__radd__
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
+        arr = _as_array(data, dtype)
+        if requires_grad and arr.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(
+                f"only floating-point tensors can require gradients, got dtype {arr.dtype}; "
+                "pass dtype=np.float64 (or float32)"
+            )
+        self.data = arr
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self.name = name
+        self._rule = None
+        self._parents = ()
+        self._args = ()
+        self._kwargs = None
+        self._retain = False
+        self._freed = False
+
+    @classmethod
+    def _result(cls, data, rule, parents, args, kwargs) -> Tensor:
+        """Fast constructor for op outputs (no validation: the data came from NumPy)."""
+        t = cls.__new__(cls)
+        t.data = data
+        t.grad = None
+        t.requires_grad = True
+        t.name = None
+        t._rule = rule
+        t._parents = parents
+        t._args = args
+        t._kwargs = kwargs
+        t._retain = False
+        t._freed = False
+        if _tracers:
+            _tracers[-1](t)
+        return t
+
+    @classmethod
+    def _constant(cls, data) -> Tensor:
+        t = cls.__new__(cls)
+        t.data = data
+        t.grad = None
+        t.requires_grad = False
+        t.name = None
+        t._rule = None
+        t._parents = ()
+        t._args = ()
+        t._kwargs = None
+        t._retain = False
+        t._freed = False
+        return t
+
+    # --- array-like attributes
+    shape = property(lambda self: self.data.shape)
+    ndim = property(lambda self: self.data.ndim)
+    dtype = property(lambda self: self.data.dtype)
+    size = property(lambda self: self.data.size)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._rule is None
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        extra = f", name={self.name!r}" if self.name else ""
+        extra += ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({np.array2string(self.data, precision=6)}, dtype={self.dtype}{extra})"
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
+        return self.data.item()
+
+    def detach(self) -> Tensor:
+        return Tensor._constant(self.data)
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def retain_grad(self) -> Tensor:
+        """Keep ``.grad`` on this (non-leaf) tensor after backward; used by the graph export."""
+        self._retain = True
+        return self
+
+    def named(self, name: str) -> Tensor:
+        self.name = name
+        return self
+
+    def __bool__(self):
+        raise TypeError("the truth value of a Tensor is ambiguous; compare .item() or .data instead")
+
+    def __hash__(self):
+        return id(self)
+
+    # --- backward
+
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf that requires a gradient."""
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad: no input of its computation "
+                "has requires_grad=True (or it was computed under no_grad)"
+            )
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() without a gradient needs a scalar output, this one has shape "
+                    f"{self.shape}; pass grad= an array of that shape"
+                )
+            grad = np.ones_like(self.data)
+        else:
+            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward(): grad has shape {grad.shape}, output has shape {self.shape}")
+        _backward(self, grad, retain_graph)
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Tensors reachable from root that need a gradient, each after all its inputs (iterative DFS)."""
+    order: list[Tensor] = []
+    seen = {id(root)}
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node._freed:
+            raise RuntimeError(
+                "backward through a graph whose buffers were freed by an earlier backward; pass "
+                "retain_graph=True to the first backward() if you need to go through it again"
+            )
+        stack.append((node, True))
+        for p in node._parents:
+            if p is not None and p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                stack.append((p, False))
+    return order
+
+
+def _accumulate_leaf(t: Tensor, g: np.ndarray) -> None:
+    if t.grad is None:
+        # Copy: g may be shared with other tensors' gradients (an add passes its g to both sides).
+        t.grad = np.array(g, dtype=t.data.dtype, copy=True)
+    elif t.grad.shape == g.shape:
+        t.grad += g
+    else:
+        t.grad = t.grad + g
+
+
+def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
+    order = _topological_order(root)
+    grads = {id(root): grad}
+    for node in reversed(order):
+        g = grads.pop(id(node), None)
+        if g is None:  # no path carried a gradient here (e.g. an integer index)
+            continue
+        rule = node._rule
+        if rule is None or node._retain:
+            _accumulate_leaf(node, g)
+            if rule is None:
+                continue
+        args, kwargs = node._args, node._kwargs
+        for i, parent in enumerate(node._parents):
+            if parent is None or not parent.requires_grad:
+                continue
+            pg = rule.vjp(i, g, node.data, args, kwargs)
+            if pg is None:
+                continue
+            pg = sum_to_shape(pg, parent.data.shape)
+            if pg.dtype != parent.data.dtype:
+                pg = pg.astype(parent.data.dtype, copy=False)
+            key = id(parent)
+            prev = grads.get(key)
+            grads[key] = pg if prev is None else prev + pg
+        if not retain_graph:
+            node._parents = ()
+            node._args = ()
+            node._kwargs = None
+            node._freed = True
+
+
+def sum_to_shape(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Undo NumPy broadcasting: sum g over the axes along which an input of `shape` was stretched."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    if lead > 0:
+        g = g.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+# --------------------------------------------------------------------------------------------
+# The registry of differentiable operations
+
+
+class Rule:
+    """One registered op: its forward over arrays and the VJP of each differentiable argument."""
+
+    __slots__ = ("name", "forward", "vjps", "vjp_argnum")
+
+    def __init__(self, name, forward):
+        self.name = name
+        self.forward = forward
+        self.vjps: tuple = ()
+        self.vjp_argnum = None
+
+    def vjp(self, i, g, out, args, kwargs):
+        if self.vjp_argnum is not None:
+            return self.vjp_argnum(i, g, out, *args, **kwargs)
+        fn = self.vjps[i] if i < len(self.vjps) else None
+        if fn is None:
+            raise NotImplementedError(f"op {self.name!r} has no gradient for argument {i}")
+        return fn(g, out, *args, **kwargs)
+
+    @property
+    def differentiable(self) -> bool:
+        return self.vjp_argnum is not None or any(v is not None for v in self.vjps)
+
+
+registry: dict[str, Rule] = {}
+
+
+def _coerce_constant(x, like_dtype):
+    """Wrap a non-tensor operand as an array; Python scalars take the tensor's float dtype so a
+    float32 tensor stays float32 (NumPy would otherwise make them float64 0-d arrays)."""
+    if isinstance(x, numbers.Number) and not isinstance(x, bool) and like_dtype is not None:
+        if like_dtype.kind == "f" or isinstance(x, numbers.Integral):
+            return np.asarray(x, dtype=like_dtype)
+    return _as_array(x)
+
+
+def primitive(name: str, variadic: bool = False):
+    """Decorator: turn ``forward(*arrays, **kwargs) -> ndarray`` into a differentiable op.
+
+    The returned function accepts Tensors, arrays and Python scalars in place of the arrays (with
+    ``variadic=True`` its first argument is a sequence of them, as for ``concatenate``). Register
+    gradients with :func:`defvjp` or :func:`defvjp_argnum`; :data:`registry` lists every op.
+    """
+
+    def decorate(forward):
+        if name in registry:
+            raise ValueError(f"an op named {name!r} is already registered")
+        rule = Rule(name, forward)
+        registry[name] = rule
+
+        def apply(tensors, kwargs):
+            like = None
+            for t in tensors:
+                if isinstance(t, Tensor):
+                    like = t.data.dtype
+                    break
+            parents = []
+            arrays = []
+            needs_grad = False
+            for t in tensors:
+                if isinstance(t, Tensor):
+                    parents.append(t)
+                    arrays.append(t.data)
+                    needs_grad = needs_grad or t.requires_grad
+                else:
+                    parents.append(None)
+                    arrays.append(_coerce_constant(t, like))
+            try:
+                out = forward(*arrays, **kwargs)
+            except (ValueError, IndexError, TypeError) as e:
+                shapes = " and ".join(str(np.shape(a)) for a in arrays)
+                raise type(e)(f"{name}: cannot apply to shapes {shapes}: {e}") from None
+            if not isinstance(out, np.ndarray):
+                out = np.asarray(out)
+            if needs_grad and _GradMode.enabled and out.dtype.kind == "f":
+                return Tensor._result(out, rule, tuple(parents), tuple(arrays), kwargs)
+            return Tensor._constant(out)
+
+        if variadic:
+            @functools.wraps(forward)
+            def op(tensors, **kwargs):
+                return apply(list(tensors), kwargs)
+        else:
+            @functools.wraps(forward)
+            def op(*tensors, **kwargs):
+                return apply(tensors, kwargs)
+
+        op.rule = rule
+        return op
+
+    return decorate
+
+
+def defvjp(op, *vjps) -> None:
+    """Register one VJP per positional argument: ``vjp(g, out, *args, **kwargs) -> grad`` (None for
+    an argument that is not differentiable). Return the gradient in the result's broadcast shape if
+    convenient: the engine sums it down to the argument's shape."""
+    op.rule.vjps = tuple(vjps)
+
+
+def defvjp_argnum(op, vjp) -> None:
+    """Register ``vjp(argnum, g, out, *args, **kwargs) -> grad`` for every argument at once
+    (for variadic ops such as concatenate)."""
+    op.rule.vjp_argnum = vjp
+
+
+# --------------------------------------------------------------------------------------------
+# Tracing: autodiff.graph pushes a callback here to see every recorded op output as it is made.
+
+_tracers: list = []
