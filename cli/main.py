@@ -1,0 +1,418 @@
+"""`gradbook`: train models and read back the book of every step, from the command line.
+
+Exit codes: 0 success, 1 the job failed (or was cancelled/interrupted), 2 usage error (bad spec,
+unknown job, bad option). Every command accepts --database-url (or GRADBOOK_DATABASE_URL) and
+first marks jobs whose process died as interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from service import presets as preset_catalog
+from service.datasets import DataError
+from service.spec import CsvData, SpecError, job_view, make_plan, parse_spec
+
+from . import render
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+                  help="Train neural networks and keep the book of every step: loss and every gradient.")
+db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True, highlight=False)
+
+DatabaseUrl = Annotated[str | None, typer.Option(
+    "--database-url", envvar="GRADBOOK_DATABASE_URL", show_envvar=True,
+    help="SQLAlchemy URL of the database (default: sqlite:///gradbook.db in this directory).")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+Start = Annotated[int | None, typer.Option(min=0, help="First step (inclusive).")]
+End = Annotated[int | None, typer.Option(min=0, help="Last step (inclusive).")]
+MaxPoints = Annotated[int, typer.Option("--max-points", min=1, help="Downsample longer ranges into "
+                                        "this many buckets (min/max/mean/last each).")]
+
+
+class RowFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class GraphFormat(StrEnum):
+    text = "text"
+    dot = "dot"
+    json = "json"
+
+
+class UsageError(Exception):
+    """Something the user can fix; printed as one line, exit code 2."""
+
+
+def fail(message: str, code: int = 2):
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def usage_errors():
+    """Known user errors become one clear line on stderr and exit code 2, never a traceback."""
+    from service.graphview import GraphError
+    from service.store_errors import StoreError
+    from service.verify import VerifyError
+
+    try:
+        yield
+    except (UsageError, SpecError, DataError, GraphError, VerifyError, StoreError) as e:
+        fail(str(e))
+    except KeyError as e:
+        fail(e.args[0] if e.args else str(e))
+
+
+def open_store(database_url: str | None):
+    """Open (and migrate) the database, and mark jobs whose owner process died as interrupted."""
+    from service.store import Store
+
+    store = Store(url=database_url)
+    recovered = store.recover_orphans()
+    if recovered:
+        err.print(f"marked interrupted (their process is gone): jobs {', '.join(map(str, recovered))}; "
+                  "continue one with `gradbook resume JOB`")
+    return store
+
+
+def get_job(store, job_id: int) -> dict:
+    job = store.get_job(job_id)
+    if job is None:
+        raise UsageError(f"no job {job_id} in this database")
+    return job
+
+
+def print_json(value) -> None:
+    sys.stdout.write(render.dumps(value) + "\n")
+
+
+# --- training -------------------------------------------------------------------------------------------
+
+
+def read_spec_file(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot read spec file {str(path)!r}: {e.strerror or e}") from None
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except ValueError as e:
+        raise UsageError(f"{path}: {e}") from None
+    return doc
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number in JSON; numbers in a spec must be finite")
+
+
+class _Bar:
+    """A rich progress bar on stderr: step, loss, elapsed time and ETA."""
+
+    def __init__(self, total: int, label: str, enabled: bool):
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(),
+            TextColumn("step {task.completed:,.0f}/{task.total:,.0f}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=err, transient=False, disable=not enabled)
+        self.task = self.progress.add_task(label, total=total, loss="-")
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def __call__(self, p):
+        loss = "-" if p.loss is None else f"{p.loss:.6g}"
+        self.progress.update(self.task, completed=p.steps_done, loss=loss)
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM ends training like Ctrl-C: the job is flushed and marked interrupted (resumable)."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not in the main thread (e.g. under a test runner)
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _run(store, job_id: int, total: int, *, resume: bool, as_json: bool, quiet: bool) -> None:
+    from service.trainer import run_job
+
+    job = get_job(store, job_id)
+    _sigterm_as_interrupt()
+    started = time.monotonic()
+    show_bar = not quiet
+    try:
+        with _Bar(total, f"job {job_id} {job['name']}", show_bar) as bar:
+            outcome = run_job(store, job_id, resume=resume, progress=bar)
+    except KeyboardInterrupt:
+        err.print(f"job {job_id} interrupted; continue it with `gradbook resume {job_id}`")
+        raise typer.Exit(130) from None
+    seconds = time.monotonic() - started
+    job = get_job(store, job_id)
+    view = job_view(job)
+    view["total_steps"] = total
+    summary = _summary(store, job, seconds)
+    if as_json:
+        err.print(summary)
+        print_json(view)
+    else:
+        typer.echo(summary)
+    if outcome.status != "succeeded":
+        raise typer.Exit(1)
+
+
+def _summary(store, job: dict, seconds: float) -> str:
+    first = store.step(job["id"], 0) if job["steps_done"] else None
+    loss = ""
+    if first is not None and job.get("last_loss") is not None:
+        loss = f", loss {first['loss']:.6g} -> {job['last_loss']:.6g}"
+    text = (f"job {job['id']} ({job['name']}) {job['status']}: {job['steps_done']:,} steps "
+            f"in {seconds:.2f} s{loss}")
+    if job.get("error"):
+        text += f"\n  {job['error']}"
+    return text
+
+
+@app.command()
+def train(
+    spec_file: Annotated[Path | None, typer.Argument(metavar="[SPEC.json]", help="Job spec file.",
+                                                     show_default=False)] = None,
+    preset: Annotated[str | None, typer.Option(help="Train a preset (see `gradbook presets`).")] = None,
+    name: Annotated[str | None, typer.Option(help="Override the job name.")] = None,
+    as_json: JsonFlag = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    database_url: DatabaseUrl = None,
+):
+    """Train a job from a spec file or a preset, recording every step."""
+    with usage_errors():
+        if (spec_file is None) == (preset is None):
+            raise UsageError("give a spec file or --preset NAME (not both)")
+        doc = preset_catalog.get(preset) if preset is not None else read_spec_file(spec_file)
+        if name is not None and isinstance(doc, dict):
+            doc["name"] = name
+        spec = parse_spec(doc)
+        if isinstance(spec.data, CsvData):  # the job must find its file from any directory
+            spec.data.csv = str(Path(spec.data.csv).resolve())
+        plan = make_plan(spec)  # loads CSV data now, so a bad file is a usage error, not a failed job
+        store = open_store(database_url)
+        job_id = store.create_job(spec.name, spec.model_dump(mode="json"))
+    _run(store, job_id, plan.total_steps, resume=False, as_json=as_json, quiet=quiet)
+
+
+@app.command()
+def resume(
+    job_id: Annotated[int, typer.Argument(metavar="JOB")],
+    as_json: JsonFlag = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    database_url: DatabaseUrl = None,
+):
+    """Continue an interrupted job from its last checkpoint."""
+    with usage_errors():
+        store = open_store(database_url)
+        job = get_job(store, job_id)
+        if job["status"] not in ("interrupted", "queued"):
+            raise UsageError(f"job {job_id} is {job['status']}; only interrupted (or never started) jobs "
+                             "can be resumed")
+        plan = make_plan(parse_spec(job["spec"]))
+    _run(store, job_id, plan.total_steps, resume=job["status"] == "interrupted", as_json=as_json, quiet=quiet)
+
+
+# --- catalog and jobs ------------------------------------------------------------------------------------
+
+
+@app.command()
+def presets(as_json: JsonFlag = False, database_url: DatabaseUrl = None):
+    """List the preset jobs (train one with `gradbook train --preset NAME`)."""
+    items = preset_catalog.describe()
+    if as_json:
+        print_json(items)
+        return
+    width = max(len(p["name"]) for p in items)
+    for p in items:
+        typer.echo(f"{p['name'].ljust(width)}  {p['description']}")
+
+
+@app.command()
+def jobs(
+    status: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+):
+    """List jobs, newest first."""
+    from service.models import JOB_STATUSES
+
+    with usage_errors():
+        if status is not None and status not in JOB_STATUSES:
+            raise UsageError(f"--status must be one of {', '.join(JOB_STATUSES)}, got {status!r}")
+        store = open_store(database_url)
+        rows = [job_view(j) for j in store.list_jobs(status=status, limit=limit, offset=offset)]
+    if as_json:
+        print_json(rows)
+        return
+    table = [{"id": r["id"], "name": r["name"], "status": r["status"], "steps": r["steps_done"],
+              "last_loss": r["last_loss"], "created": (r["created_at"] or "")[:19]} for r in rows]
+    typer.echo(render.to_table(table, first=("id",)) if table else "no jobs")
+
+
+@app.command()
+def show(job_id: Annotated[int, typer.Argument(metavar="JOB")], as_json: JsonFlag = False,
+         database_url: DatabaseUrl = None):
+    """Show one job: status, progress, last loss, error, spec."""
+    with usage_errors():
+        store = open_store(database_url)
+        view = job_view(get_job(store, job_id))
+    if as_json:
+        print_json(view)
+        return
+    for key in ("id", "name", "status", "steps_done", "total_steps", "last_loss", "created_at", "started_at",
+                "finished_at", "error", "param_names"):
+        if view.get(key) is not None:
+            typer.echo(f"{key:12} {view[key]}")
+    typer.echo("spec         " + json.dumps(view["spec"]))
+
+
+@app.command()
+def history(
+    job_id: Annotated[int, typer.Argument(metavar="JOB")],
+    fmt: Annotated[RowFormat, typer.Option("--format", help="table, csv or json.")] = RowFormat.table,
+    start: Start = None, end: End = None, max_points: MaxPoints = 1000,
+    database_url: DatabaseUrl = None,
+):
+    """Loss, learning rate, gradient norm (and validation metrics) per step."""
+    with usage_errors():
+        store = open_store(database_url)
+        get_job(store, job_id)
+        rows = store.history(job_id, start=start, end=end, max_points=max_points)
+    _emit(rows, fmt, first=("step", "loss"))
+
+
+@app.command()
+def gradients(
+    job_id: Annotated[int, typer.Argument(metavar="JOB")],
+    param: Annotated[str | None, typer.Option(help="One parameter (default: all).")] = None,
+    fmt: Annotated[RowFormat, typer.Option("--format", help="table, csv or json.")] = RowFormat.table,
+    start: Start = None, end: End = None, max_points: MaxPoints = 1000,
+    database_url: DatabaseUrl = None,
+):
+    """Per-parameter gradient statistics per step: norm, mean, std, min, max, non-finite count."""
+    with usage_errors():
+        store = open_store(database_url)
+        job = get_job(store, job_id)
+        names = job.get("param_names") or []
+        if param is not None and param not in names:
+            known = ", ".join(names) or "none yet"
+            raise UsageError(f"job {job_id} has no parameter {param!r}; it has {known}")
+        rows = []
+        for name in [param] if param else names:
+            rows += [{"param": name, **r} for r in store.gradients(job_id, name, start=start, end=end,
+                                                                    max_points=max_points)]
+    _emit(rows, fmt, first=("param", "step"))
+
+
+def _emit(rows: list[dict], fmt: RowFormat, first) -> None:
+    if fmt is RowFormat.json:
+        print_json(rows)
+    elif fmt is RowFormat.csv:
+        sys.stdout.write(render.to_csv(rows, first=first))
+    else:
+        typer.echo(render.to_table(rows, first=first) if rows else "no steps recorded")
+
+
+# --- looking inside --------------------------------------------------------------------------------------
+
+
+@app.command()
+def graph(
+    preset: Annotated[str | None, typer.Option(help="Graph of a preset's model at step 0.")] = None,
+    job_id: Annotated[int | None, typer.Option("--job", help="Graph of a job's model at --step.")] = None,
+    step: Annotated[int, typer.Option(min=0, help="Recorded step (with a parameter snapshot).")] = 0,
+    fmt: Annotated[GraphFormat, typer.Option("--format", help="text, dot or json.")] = GraphFormat.text,
+    database_url: DatabaseUrl = None,
+):
+    """The computation graph with every node's value and derivative (dJ/d node)."""
+    from service.graphview import job_graph, preset_graph
+
+    with usage_errors():
+        if (preset is None) == (job_id is None):
+            raise UsageError("give --preset NAME or --job JOB (with --step S)")
+        if preset is not None:
+            g = preset_graph(preset)
+        else:
+            g = job_graph(open_store(database_url), job_id, step)
+    if fmt is GraphFormat.json:
+        sys.stdout.write(g.to_json() + "\n")
+    elif fmt is GraphFormat.dot:
+        typer.echo(g.dot())
+    else:
+        typer.echo(g.table())
+
+
+@app.command()
+def verify(
+    job_id: Annotated[int, typer.Argument(metavar="JOB")],
+    step: Annotated[int, typer.Option(min=0, help="Recorded step with a snapshot.")] = 0,
+    eps: Annotated[float, typer.Option(min=0, min_open=True, help="Bump size.")] = 1e-6,
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+):
+    """Recompute a step's gradient by bumping each parameter and compare with the recorded backprop."""
+    from service.verify import verify_step
+
+    with usage_errors():
+        report = verify_step(open_store(database_url), job_id, step, eps=eps)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    typer.echo(f"job {job_id} step {step}: {report.n_params:,} parameters, eps {report.eps:g}")
+    typer.echo(f"  backprop:  {report.backprop_seconds * 1e3:10.3f} ms  (one forward + backward)")
+    typer.echo(f"  numerical: {report.numerical_seconds * 1e3:10.3f} ms  ({report.forward_passes:,} forward "
+               f"passes, {report.numerical_seconds / max(report.backprop_seconds, 1e-12):,.0f}x)")
+    typer.echo(f"  largest relative error {report.max_rel_error:.3g} (in {report.worst_param})")
+    for name, e in report.per_param.items():
+        typer.echo(f"    {name:8} {e:.3g}")
+    if report.recorded_vs_replayed:
+        typer.echo(f"  note: replaying backprop differs from the record by {report.recorded_vs_replayed:.3g}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None):
+    """Apply the database migrations (also done automatically on start)."""
+    from service.db import database_url as resolve
+    from service.db import upgrade
+
+    url = resolve(database_url)
+    upgrade(url)
+    typer.echo(f"database at {url} is up to date")
+
+
+def main():  # pragma: no cover - `python -m cli.main`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

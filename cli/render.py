@@ -1,0 +1,93 @@
+"""Turning rows into the CLI's output formats: aligned text tables, CSV with a header, JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+
+
+def flatten(row: dict) -> dict:
+    """Nested bucket values ({"loss": {"min": .., "max": ..}}) become columns "loss_min", ...;
+    arrays become lists."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            for sub, v in flatten(value).items():
+                out[f"{key}_{sub}"] = v
+        else:
+            out[key] = value
+    return out
+
+
+def jsonable(value):
+    """JSON-safe values: NumPy scalars and arrays to Python, non-finite floats to null."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def dumps(value) -> str:
+    return json.dumps(jsonable(value), indent=2, allow_nan=False)
+
+
+def columns_of(rows: list[dict], first=("step",)) -> list[str]:
+    cols: list[str] = [c for c in first if any(c in r for r in rows)]
+    for r in rows:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    return cols
+
+
+def cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float | np.floating):
+        return repr(float(value))  # round-trips exactly
+    return str(value)
+
+
+def to_csv(rows: list[dict], first=("step",)) -> str:
+    rows = [flatten(r) for r in rows]
+    cols = columns_of(rows, first)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([cell(r.get(c)) for c in cols])
+    return buf.getvalue()
+
+
+def short(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.6g}"
+    return str(value)
+
+
+def to_table(rows: list[dict], first=("step",)) -> str:
+    rows = [flatten(r) for r in rows]
+    cols = columns_of(rows, first)
+    if not cols:
+        return "(no rows)"
+    body = [[short(r.get(c)) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(b[i]) for b in body]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.rjust(w) for v, w in zip(b, widths, strict=True)) for b in body]
+    return "\n".join(lines)
