@@ -1,0 +1,55 @@
+"""The computation graph of a model with every node's value and derivative (the lecture's diagram).
+
+For a preset it shows the initial parameters at step 0; for a job, the parameters of a recorded
+snapshot and the very minibatch that step used, so its output J equals the recorded loss.
+"""
+
+from __future__ import annotations
+
+import autodiff as ad
+
+from . import presets
+from .settings import settings
+from .spec import make_plan, parse_spec
+from .trainer import Trainer
+
+
+class GraphError(ValueError):
+    """The graph cannot be shown (too large, no snapshot at that step, unknown job)."""
+
+
+def preset_graph(name: str) -> ad.Graph:
+    trainer = Trainer(make_plan(parse_spec(presets.get(name))))
+    return step_graph(trainer, 0)
+
+
+def job_graph(store, job_id: int, step: int, resolve_dataset=None) -> ad.Graph:
+    job = store.get_job(job_id)
+    if job is None:
+        raise GraphError(f"no job {job_id}")
+    record = store.step(job_id, step)
+    if record is None:
+        raise GraphError(f"job {job_id} has no recorded step {step}")
+    if not record.get("params"):
+        raise GraphError(f"job {job_id} has no parameter snapshot at step {step}; snapshots are taken every "
+                         f"{job['spec'].get('snapshot_every') or 'few'} steps")
+    trainer = Trainer(make_plan(parse_spec(job["spec"]), resolve_dataset))
+    trainer.set_params(record["params"])
+    return step_graph(trainer, step)
+
+
+def step_graph(trainer: Trainer, step: int) -> ad.Graph:
+    """Trace forward and backward of the loss on step ``step``'s batch at the current parameters."""
+    x, _ = trainer.batch(step)
+    # every node holds an activation of the whole batch: estimate before computing anything
+    values = x.shape[0] * sum(trainer.plan.sizes) * 4 + trainer.plan.n_params * 2
+    limit = settings().graph_max_values
+    if values > limit:
+        raise GraphError(f"the graph would hold about {values:,} values, over the limit of {limit:,} "
+                         "(GRADBOOK_GRAPH_MAX_VALUES); graphs are for small models and batches")
+    for p in trainer.params.values():
+        p.grad = None
+    with ad.trace() as tr:
+        J = trainer.loss(*trainer.batch(step))
+    J.backward()
+    return tr.graph

@@ -1,0 +1,417 @@
+"""The training loop and its book-keeping: every step's loss, learning rate, gradient norm and
+per-parameter gradient statistics, snapshots every K steps, resumable checkpoints.
+
+Step ``s`` records the loss and gradients at the parameters *before* the s-th update. Everything
+random is a pure function of the spec (initialisation seed, shuffle seed and step number), so the
+same spec gives a bit-identical history, and a run resumed from a checkpoint continues exactly as
+the uninterrupted run would have.
+
+    status = run_job(store, job_id)                       # what the CLI and the REST workers call
+    status = run_job(store, job_id, resume=True)          # continue an interrupted job
+
+``Trainer`` is the loop without the job-state bookkeeping (benchmarks and tests use it directly).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+import autodiff as ad
+import optim
+from autodiff import nn
+from optim.errors import NonFiniteGradientError
+
+from .settings import settings
+from .spec import Plan, SpecError, make_plan, parse_spec
+
+STAT_COLUMNS = ("norm", "mean", "std", "min", "max", "nonfinite")
+
+
+def owner_id() -> str:
+    """Who runs a job: "pid@host", so a later start can tell whether that process is gone."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+@dataclass
+class Progress:
+    job_id: int | None
+    steps_done: int
+    total_steps: int
+    loss: float | None
+
+
+@dataclass
+class Outcome:
+    status: str            # succeeded, failed, cancelled or interrupted
+    steps_done: int
+    error: str | None = None
+    reason: str | None = None
+
+
+# --- gradient statistics ---------------------------------------------------------------------------
+
+
+class GradStats:
+    """Per-parameter statistics over one flat gradient buffer, a handful of NumPy passes in total.
+
+    Parameters are consecutive segments of the buffer; ``np.add.reduceat`` and friends reduce all
+    segments in one call each, so the cost does not grow with the number of tensors. std is the
+    population std (ddof=0) from a second pass over deviations, so it does not cancel
+    catastrophically the way E[g²] − E[g]² would.
+    """
+
+    def __init__(self, sizes: list[int]):
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.intp)
+        self.counts = self.sizes.astype(np.float64)
+
+    def __call__(self, g: np.ndarray) -> tuple[np.ndarray, float]:
+        """(P, 6) rows of norm, mean, std, min, max, non-finite count; and the global L2 norm."""
+        if g.dtype != np.float64:
+            g = g.astype(np.float64)
+        starts = self.starts
+        sums = np.add.reduceat(g, starts)
+        means = sums / self.counts
+        dev = g - np.repeat(means, self.sizes)
+        np.multiply(dev, dev, out=dev)
+        squared_dev = np.add.reduceat(dev, starts)
+        out = np.empty((len(self.sizes), 6))
+        sum_sq = squared_dev + self.counts * means * means  # Σg² = Σ(g − ḡ)² + n ḡ²
+        np.sqrt(sum_sq, out=out[:, 0])
+        out[:, 1] = means
+        np.sqrt(squared_dev / self.counts, out=out[:, 2])
+        out[:, 3] = np.minimum.reduceat(g, starts)
+        out[:, 4] = np.maximum.reduceat(g, starts)
+        if np.isfinite(sums).all():
+            out[:, 5] = 0.0  # every segment's sum is finite, so no entry is NaN or infinite
+        else:
+            out[:, 5] = np.add.reduceat((~np.isfinite(g)).astype(np.float64), starts)
+        return out, float(np.sqrt(sum_sq.sum()))
+
+
+# --- optimizer state <-> checkpoint ------------------------------------------------------------------
+
+
+def split_arrays(obj, arrays: dict, prefix: str):
+    """Replace every ndarray in a nested state by a reference into ``arrays``; the rest stays JSON.
+    Tuples become lists, NumPy scalars Python numbers, non-finite floats tagged strings."""
+    if isinstance(obj, np.ndarray):
+        key = f"{prefix}{len(arrays)}"
+        arrays[key] = np.ascontiguousarray(obj).copy()
+        return {"__array__": key}
+    if isinstance(obj, dict):
+        return {"__dict__": [[split_arrays(k, arrays, prefix), split_arrays(v, arrays, prefix)]
+                             for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [split_arrays(v, arrays, prefix) for v in obj]}
+    if isinstance(obj, list):
+        return [split_arrays(v, arrays, prefix) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return {"__float__": repr(obj)}
+    return obj
+
+
+def join_arrays(meta, arrays: dict):
+    """Inverse of :func:`split_arrays`."""
+    if isinstance(meta, dict):
+        if "__array__" in meta:
+            return np.array(arrays[meta["__array__"]], copy=True)
+        if "__dict__" in meta:
+            return {join_arrays(k, arrays): join_arrays(v, arrays) for k, v in meta["__dict__"]}
+        if "__tuple__" in meta:
+            return tuple(join_arrays(v, arrays) for v in meta["__tuple__"])
+        if "__float__" in meta:
+            return float(meta["__float__"])
+    if isinstance(meta, list):
+        return [join_arrays(v, arrays) for v in meta]
+    return meta
+
+
+# --- the loop ------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Model, optimizer and data of one plan, and the loop that trains and records them."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        spec = plan.spec
+        self.dtype = plan.dtype
+        self.model = nn.MLP(plan.sizes, [layer.activation for layer in spec.model.layers],
+                            init=spec.model.init.scheme, seed=spec.model.init.seed, dtype=self.dtype,
+                            values=spec.model.init.values())
+        self.params: dict[str, ad.Tensor] = self.model.parameters()
+        self.names = list(self.params)
+        self.optimizer = optim.create(spec.optimizer.name, self.params, **spec.optimizer.hyperparameters())
+        self.loss_fn = nn.LOSSES[spec.loss]
+        sizes = [p.data.size for p in self.params.values()]
+        self.flat_grad = np.zeros(sum(sizes), dtype=self.dtype)
+        self.stats = GradStats(sizes)
+        self._train = plan.train
+        self._full_batch = plan.batch_size >= plan.train.x.shape[0]
+
+    # --- pieces also used by verify and graphview
+
+    def batch_indices(self, step: int) -> np.ndarray | None:
+        """Rows of step ``step`` (None: all of them). Epoch e's order is a permutation drawn from
+        a generator seeded with (seed, e): a pure function of the step, so resuming needs no RNG
+        state beyond the step number."""
+        if self._full_batch:
+            return None
+        plan = self.plan
+        epoch, k = divmod(step, plan.batches_per_epoch)
+        n = plan.train.x.shape[0]
+        if plan.spec.shuffle:
+            order = np.random.default_rng([plan.spec.seed, epoch]).permutation(n)
+        else:
+            order = np.arange(n)
+        return order[k * plan.batch_size:(k + 1) * plan.batch_size]
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.batch_indices(step)
+        if idx is None:
+            return self._train.x, self._train.y
+        return self._train.x[idx], self._train.y[idx]
+
+    def loss(self, x, y, params: dict | None = None) -> ad.Tensor:
+        """The loss J of the model on (x, y); ``params`` swaps in other parameter tensors."""
+        if params is not None:
+            for layer in self.model.layers:
+                layer.w = params[f"w{layer.index}"]
+                layer.b = params[f"b{layer.index}"]
+        try:
+            return self.loss_fn(self.model(ad.Tensor(x, name="x")), ad.Tensor(y, name="y")
+                                if self.plan.spec.loss != "cross_entropy" else y)
+        finally:
+            if params is not None:
+                for layer in self.model.layers:
+                    layer.w = self.params[f"w{layer.index}"]
+                    layer.b = self.params[f"b{layer.index}"]
+
+    def set_params(self, values: dict[str, np.ndarray]) -> None:
+        """Overwrite parameter values in place (the optimizer may hold views of them)."""
+        for name, p in self.params.items():
+            p.data[...] = values[name]
+
+    # --- checkpoints
+
+    def checkpoint(self, step: int):
+        from .store import Checkpoint
+
+        arrays = {f"param.{name}": p.data.copy() for name, p in self.params.items()}
+        state = split_arrays(self.optimizer.state_dict(), arrays, "optim.")
+        meta = {"format": 1, "step": step, "optimizer": state,
+                "shuffle": {"seed": self.plan.spec.seed, "epoch": step // self.plan.batches_per_epoch,
+                            "batch": step % self.plan.batches_per_epoch,
+                            "rule": "permutation of default_rng([seed, epoch])"}}
+        return Checkpoint(step=step, arrays=arrays, meta=meta)
+
+    def restore(self, checkpoint) -> int:
+        """Load parameters and optimizer state; return the step to continue from."""
+        self.set_params({name: checkpoint.arrays[f"param.{name}"] for name in self.names})
+        self.optimizer.load_state_dict(join_arrays(checkpoint.meta["optimizer"], checkpoint.arrays))
+        return int(checkpoint.step)
+
+    # --- evaluation
+
+    def evaluate(self, data) -> tuple[float, float | None]:
+        """Validation loss and accuracy (None for regression losses)."""
+        with ad.no_grad():
+            out = self.model(ad.Tensor(data.x))
+            y = data.y
+            target = y if self.plan.spec.loss == "cross_entropy" else ad.Tensor(y)
+            loss = float(self.loss_fn(out, target).data)
+        kind = self.plan.spec.loss
+        if kind == "cross_entropy":
+            acc = float(np.mean(np.argmax(out.data, axis=1) == y))
+        elif kind == "binary_cross_entropy":
+            acc = float(np.mean((out.data > 0) == (y > 0.5)))
+        else:
+            acc = None
+        return loss, acc
+
+    # --- the loop
+
+    def gradients_into_flat(self) -> np.ndarray:
+        grads = [p.grad.reshape(-1) if p.grad is not None else np.zeros(p.data.size, self.dtype)
+                 for p in self.params.values()]
+        np.concatenate(grads, out=self.flat_grad)
+        return self.flat_grad
+
+    def run(self, writer=None, start: int = 0, *, should_stop: Callable[[], bool] | None = None,
+            on_flush: Callable[[int, float | None], None] | None = None,
+            on_tick: Callable[[int, float], None] | None = None) -> Outcome:
+        """Train from step ``start`` to the plan's end. ``writer`` (a store HistoryWriter, or None
+        to record nothing) receives every step; it is flushed every ``flush_rows`` rows or
+        ``flush_seconds``, and with a checkpoint every ``checkpoint_every`` steps and at the end.
+        ``on_flush(steps_done, loss)`` runs after each flush, ``on_tick(steps_done, loss)`` at most
+        ten times a second. Exceptions propagate after pending rows are flushed."""
+        plan = self.plan
+        limits = settings()
+        total = plan.total_steps
+        val_every = plan.spec.validation.every if plan.spec.validation else 0
+        snap_every, ckpt_every = plan.snapshot_every, plan.checkpoint_every
+        names, params, optimizer = self.names, self.params, self.optimizer
+        splits = np.cumsum([p.data.size for p in params.values()])[:-1]
+        record = writer is not None
+        last_flush = last_tick = time.monotonic()
+        loss_value: float | None = None
+        done = start  # steps recorded (and updates made) so far
+
+        def flush(checkpoint=None):
+            nonlocal last_flush
+            writer.flush(checkpoint)
+            last_flush = time.monotonic()
+            if on_flush is not None:
+                on_flush(done, loss_value)
+
+        try:
+            for step in range(start, total):
+                if should_stop is not None and should_stop():
+                    if record:
+                        flush()
+                    return Outcome("cancelled", done, reason=f"cancelled at step {step}")
+                if record and step % ckpt_every == 0 and step > start:
+                    flush(self.checkpoint(step))
+
+                x, y = self.batch(step)
+                optimizer.zero_grad()
+                J = self.loss(x, y)
+                J.backward()
+                loss_value = float(J.data)
+
+                if record:
+                    g = self.gradients_into_flat()
+                    stats, grad_norm = self.stats(g)
+                    val_loss = val_acc = None
+                    if val_every and step % val_every == 0:
+                        val_loss, val_acc = self.evaluate(plan.val)
+                    writer.add_step(step, loss_value, current_lr(optimizer), grad_norm, stats,
+                                    val_loss=val_loss, val_accuracy=val_acc)
+                    if step % snap_every == 0:
+                        # copies: the optimizer updates parameters in place and the buffer is reused
+                        grads = np.split(g.copy(), splits)
+                        shaped = {n: gr.reshape(params[n].shape) for n, gr in zip(names, grads, strict=True)}
+                        writer.add_snapshot(step, shaped, {n: params[n].data.copy() for n in names})
+
+                if not np.isfinite(loss_value):
+                    done = step + 1 if record else step
+                    if record:
+                        flush()
+                    what = "nan" if np.isnan(loss_value) else "inf" if loss_value > 0 else "-inf"
+                    return Outcome("failed", done, error=f"diverged at step {step}: loss is {what}")
+
+                try:
+                    optimizer.step()
+                except NonFiniteGradientError as e:
+                    done = step + 1 if record else step
+                    if record:
+                        flush()
+                    which = ", ".join(e.names) or "some parameter"
+                    return Outcome("failed", done, error=f"diverged at step {step}: gradient of {which} is "
+                                                         "not finite")
+                done = step + 1
+
+                now = time.monotonic()
+                due = now - last_flush >= limits.flush_seconds
+                if record and (due or writer.pending >= limits.flush_rows):
+                    flush()
+                if on_tick is not None and now - last_tick >= 0.1:
+                    last_tick = now
+                    on_tick(done, loss_value)
+            if record:
+                flush(self.checkpoint(total))
+            return Outcome("succeeded", done)
+        except BaseException:
+            if record:
+                try:
+                    writer.flush()
+                except Exception:  # the original error matters more than a failed last write
+                    pass
+            raise
+
+
+def current_lr(optimizer) -> float:
+    """The learning rate the optimizer's next step() will use."""
+    for attr in ("current_lr", "lr"):
+        value = getattr(optimizer, attr, None)
+        if value is not None:
+            return float(value() if callable(value) else value)
+    return float(optimizer.param_groups[0]["lr"])
+
+
+# --- jobs ----------------------------------------------------------------------------------------------
+
+
+def run_job(store, job_id: int, *, resume: bool = False, should_stop: Callable[[], bool] | None = None,
+            progress: Callable[[Progress], None] | None = None, resolve_dataset=None) -> Outcome:
+    """Run (or with ``resume=True`` continue) a stored job to its end and record its final state.
+
+    The job goes running (owner "pid@host") -> succeeded | failed | cancelled | interrupted.
+    ``should_stop()`` is polled every step (cancellation); ``progress(Progress)`` is called after
+    each flush and up to ten times a second; ``resolve_dataset(id) -> (x, y)`` serves uploaded
+    datasets. KeyboardInterrupt marks the job interrupted (resumable) and is re-raised.
+    """
+    job = store.get_job(job_id)
+    if job is None:
+        raise KeyError(f"no job {job_id}")
+    store.transition(job_id, "running", reason="resumed" if resume else "started", owner=owner_id())
+    try:
+        plan = make_plan(parse_spec(job["spec"]), resolve_dataset)
+        trainer = Trainer(plan)
+    except (SpecError, ValueError, TypeError) as e:
+        store.transition(job_id, "failed", reason="invalid spec", error=str(e))
+        return Outcome("failed", 0, error=str(e))
+    store.set_param_names(job_id, trainer.names)
+    writer = store.writer(job_id, trainer.names)
+    start = 0
+    if resume:
+        checkpoint = store.last_checkpoint(job_id)
+        if checkpoint is not None:
+            start = trainer.restore(checkpoint)
+        store.truncate_history(job_id, start)
+        if checkpoint is not None:
+            writer.flush(checkpoint)  # truncating removed it; keep it until a later one replaces it
+    else:
+        store.truncate_history(job_id, 0)
+
+    last_beat = time.monotonic()
+    beat_every = settings().heartbeat_seconds
+
+    def heartbeat():
+        nonlocal last_beat
+        now = time.monotonic()
+        if now - last_beat >= beat_every:
+            store.heartbeat(job_id)
+            last_beat = now
+
+    def on_flush(done, loss):
+        heartbeat()
+        if progress is not None:
+            progress(Progress(job_id, done, plan.total_steps, loss))
+
+    def on_tick(done, loss):
+        heartbeat()
+        if progress is not None:
+            progress(Progress(job_id, done, plan.total_steps, loss))
+
+    try:
+        outcome = trainer.run(writer, start, should_stop=should_stop, on_flush=on_flush, on_tick=on_tick)
+    except KeyboardInterrupt:
+        store.transition(job_id, "interrupted", reason="interrupted by the user (SIGINT/SIGTERM)")
+        raise
+    except Exception as e:
+        message = f"{type(e).__name__}: {e}"
+        store.transition(job_id, "failed", reason="error", error=message)
+        return Outcome("failed", store.get_job(job_id)["steps_done"], error=message)
+    store.transition(job_id, outcome.status, reason=outcome.reason or outcome.error or outcome.status,
+                     error=outcome.error)
+    return outcome
