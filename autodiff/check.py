@@ -113,10 +113,10 @@ def _vjp(fn, tensors, cotangent):
     grads = []
     for t in tensors:
         g = np.zeros_like(t.data) if t.grad is None else t.grad
-        if g.shape != t.data.shape or g.dtype != t.data.dtype:
+        if not isinstance(g, np.ndarray) or g.shape != t.data.shape or g.dtype != t.data.dtype:
             raise GradcheckError(
-                f"gradient has shape {g.shape} and dtype {g.dtype}, the input has shape "
-                f"{t.data.shape} and dtype {t.data.dtype}"
+                f"gradient is a {type(g).__name__} of shape {g.shape} and dtype {g.dtype}, the input "
+                f"is an array of shape {t.data.shape} and dtype {t.data.dtype}"
             )
         grads.append(g)
     return grads

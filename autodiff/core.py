@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import heapq
+import itertools
 import numbers
 
 import numpy as np
@@ -82,6 +84,9 @@ def _as_array(data, dtype=None) -> np.ndarray:
     return arr
 
 
+_creation_counter = itertools.count()  # orders tensors by creation: a topological order
+
+
 class Tensor:
     """An n-dimensional array that remembers how it was computed.
 
@@ -93,7 +98,7 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "name", "_rule", "_parents", "_args", "_kwargs",
-                 "_retain", "_freed", "__weakref__")
+                 "_retain", "_freed", "_seq", "__weakref__")
     __array_priority__ = 1000  # make ndarray + Tensor defer to Tensor.__radd__
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
@@ -113,6 +118,7 @@ class Tensor:
         self._kwargs = None
         self._retain = False
         self._freed = False
+        self._seq = next(_creation_counter)
 
     @classmethod
     def _result(cls, data, rule, parents, args, kwargs) -> Tensor:
@@ -128,6 +134,7 @@ class Tensor:
         t._kwargs = kwargs
         t._retain = False
         t._freed = False
+        t._seq = next(_creation_counter)
         if _tracers:
             _tracers[-1](t)
         return t
@@ -145,6 +152,7 @@ class Tensor:
         t._kwargs = None
         t._retain = False
         t._freed = False
+        t._seq = next(_creation_counter)
         return t
 
     # --- array-like attributes
@@ -191,9 +199,6 @@ class Tensor:
     def __bool__(self):
         raise TypeError("the truth value of a Tensor is ambiguous; compare .item() or .data instead")
 
-    def __hash__(self):
-        return id(self)
-
     # --- backward
 
     def backward(self, grad=None, retain_graph: bool = False) -> None:
@@ -217,32 +222,35 @@ class Tensor:
         _backward(self, grad, retain_graph)
 
 
+_FREED_MESSAGE = (
+    "backward through a graph whose buffers were freed by an earlier backward; pass "
+    "retain_graph=True to the first backward() if you need to go through it again"
+)
+
+
 def _topological_order(root: Tensor) -> list[Tensor]:
-    """Tensors reachable from root that need a gradient, each after all its inputs (iterative DFS)."""
-    order: list[Tensor] = []
-    seen = {id(root)}
-    stack = [(root, False)]
+    """Tensors reachable from root that need a gradient, inputs before the ops that use them.
+
+    Every tensor carries a creation number (``_seq``) and an op's output is always newer than its
+    inputs, so sorting the reachable set by creation number is a topological order.
+    """
+    seen = {root}
+    stack = [root]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
+        node = stack.pop()
         if node._freed:
-            raise RuntimeError(
-                "backward through a graph whose buffers were freed by an earlier backward; pass "
-                "retain_graph=True to the first backward() if you need to go through it again"
-            )
-        stack.append((node, True))
+            raise RuntimeError(_FREED_MESSAGE)
         for p in node._parents:
-            if p is not None and p.requires_grad and id(p) not in seen:
-                seen.add(id(p))
-                stack.append((p, False))
-    return order
+            if p is not None and p.requires_grad and p not in seen:
+                seen.add(p)
+                stack.append(p)
+    return sorted(seen, key=lambda t: t._seq)
 
 
 def _accumulate_leaf(t: Tensor, g: np.ndarray) -> None:
     if t.grad is None:
         # Copy: g may be shared with other tensors' gradients (an add passes its g to both sides).
+        # (np.array, not astype: VJPs of 0-d arrays return NumPy scalars, .grad must be an array.)
         t.grad = np.array(g, dtype=t.data.dtype, copy=True)
     elif t.grad.shape == g.shape:
         t.grad += g
@@ -251,30 +259,47 @@ def _accumulate_leaf(t: Tensor, g: np.ndarray) -> None:
 
 
 def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
-    order = _topological_order(root)
-    grads = {id(root): grad}
-    for node in reversed(order):
-        g = grads.pop(id(node), None)
-        if g is None:  # no path carried a gradient here (e.g. an integer index)
-            continue
+    """Visit the graph newest-first from a heap keyed by creation number (no recursion, no separate
+    sort): a tensor is popped only after every op that consumed it, since those are all newer."""
+    if root._freed:
+        raise RuntimeError(_FREED_MESSAGE)
+    grads = {root: grad}
+    heap = [(-root._seq, root)]
+    pop, push = heapq.heappop, heapq.heappush
+    while heap:
+        node = pop(heap)[1]
+        g = grads.pop(node)
         rule = node._rule
         if rule is None or node._retain:
             _accumulate_leaf(node, g)
             if rule is None:
                 continue
-        args, kwargs = node._args, node._kwargs
+        if node._freed:
+            raise RuntimeError(_FREED_MESSAGE)
+        out, args, kwargs = node.data, node._args, node._kwargs
         for i, parent in enumerate(node._parents):
             if parent is None or not parent.requires_grad:
                 continue
-            pg = rule.vjp(i, g, node.data, args, kwargs)
+            if rule.vjp_argnum is not None:
+                pg = rule.vjp_argnum(i, g, out, *args, **kwargs)
+            else:
+                vjp = rule.vjps[i] if i < len(rule.vjps) else None
+                if vjp is None:
+                    raise NotImplementedError(f"op {rule.name!r} has no gradient for its argument {i}")
+                pg = vjp(g, out, *args, **kwargs)
             if pg is None:
                 continue
-            pg = sum_to_shape(pg, parent.data.shape)
-            if pg.dtype != parent.data.dtype:
-                pg = pg.astype(parent.data.dtype, copy=False)
-            key = id(parent)
-            prev = grads.get(key)
-            grads[key] = pg if prev is None else prev + pg
+            pdata = parent.data
+            if pg.shape != pdata.shape:
+                pg = sum_to_shape(pg, pdata.shape)
+            if pg.dtype is not pdata.dtype and pg.dtype != pdata.dtype:
+                pg = pg.astype(pdata.dtype, copy=False)
+            prev = grads.get(parent)
+            if prev is None:
+                grads[parent] = pg
+                push(heap, (-parent._seq, parent))
+            else:
+                grads[parent] = prev + pg
         if not retain_graph:
             node._parents = ()
             node._args = ()
@@ -288,11 +313,11 @@ def sum_to_shape(g: np.ndarray, shape: tuple) -> np.ndarray:
         return g
     lead = g.ndim - len(shape)
     if lead > 0:
-        g = g.sum(axis=tuple(range(lead)))
+        g = np.add.reduce(g, axis=tuple(range(lead)))
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
     if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
+        g = np.add.reduce(g, axis=axes, keepdims=True)
+    return np.asarray(g).reshape(shape)  # a full reduction gives a NumPy scalar, not an array
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,14 +334,6 @@ class Rule:
         self.forward = forward
         self.vjps: tuple = ()
         self.vjp_argnum = None
-
-    def vjp(self, i, g, out, args, kwargs):
-        if self.vjp_argnum is not None:
-            return self.vjp_argnum(i, g, out, *args, **kwargs)
-        fn = self.vjps[i] if i < len(self.vjps) else None
-        if fn is None:
-            raise NotImplementedError(f"op {self.name!r} has no gradient for argument {i}")
-        return fn(g, out, *args, **kwargs)
 
     @property
     def differentiable(self) -> bool:
@@ -350,22 +367,24 @@ def primitive(name: str, variadic: bool = False):
         registry[name] = rule
 
         def apply(tensors, kwargs):
-            like = None
-            for t in tensors:
-                if isinstance(t, Tensor):
-                    like = t.data.dtype
-                    break
-            parents = []
             arrays = []
             needs_grad = False
+            all_tensors = True
             for t in tensors:
                 if isinstance(t, Tensor):
-                    parents.append(t)
                     arrays.append(t.data)
-                    needs_grad = needs_grad or t.requires_grad
+                    if t.requires_grad:
+                        needs_grad = True
                 else:
-                    parents.append(None)
-                    arrays.append(_coerce_constant(t, like))
+                    arrays.append(t)
+                    all_tensors = False
+            if all_tensors:
+                parents = tuple(tensors)
+            else:
+                like = next((t.data.dtype for t in tensors if isinstance(t, Tensor)), None)
+                parents = tuple(t if isinstance(t, Tensor) else None for t in tensors)
+                arrays = [a if p is not None else _coerce_constant(a, like)
+                          for a, p in zip(arrays, parents, strict=True)]
             try:
                 out = forward(*arrays, **kwargs)
             except (ValueError, IndexError, TypeError) as e:
@@ -374,7 +393,7 @@ def primitive(name: str, variadic: bool = False):
             if not isinstance(out, np.ndarray):
                 out = np.asarray(out)
             if needs_grad and _GradMode.enabled and out.dtype.kind == "f":
-                return Tensor._result(out, rule, tuple(parents), tuple(arrays), kwargs)
+                return Tensor._result(out, rule, parents, tuple(arrays), kwargs)
             return Tensor._constant(out)
 
         if variadic:

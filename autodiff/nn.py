@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from . import ops
-from .core import Tensor
+from .core import Tensor, defvjp, primitive
 
 ACTIVATIONS = {
     "relu": ops.relu,
@@ -135,20 +135,67 @@ class MLP:
         return h
 
 
-# --- losses (each a mean over the batch, named J) ------------------------------------------
+# --- losses ------------------------------------------------------------------------------------
+# Each loss is one registered op (like torch's fused losses): one node J in the graph, as on the
+# lecture's blackboard, and a gradient computed in one step. All are means over the batch.
+
+
+def _batch(d):
+    """Examples in a batch: rows of a 2-D+ array, entries of a 1-D one."""
+    return d.size // d.shape[-1] if d.ndim > 1 else max(d.size, 1)
+
+
+@primitive("half_squared_error")
+def _half_squared_error(pred, target):
+    d = pred - target
+    return np.add.reduce(d * d, axis=None) / (2 * _batch(d))
+
+
+defvjp(
+    _half_squared_error,
+    lambda g, out, pred, target: g * (pred - target) / _batch(pred - target),
+    lambda g, out, pred, target: g * (target - pred) / _batch(pred - target),
+)
 
 
 def half_squared_error(pred, target):
     """J = 1/2 ||pred − target||² per example, averaged over the batch (the lecture's cost)."""
-    diff = ops.subtract(pred, target)
-    per_example = ops.sum(diff * diff, axis=-1) if diff.ndim > 1 else diff * diff
-    return (ops.mean(per_example) * 0.5).named("J")
+    return _half_squared_error(pred, target).named("J")
+
+
+@primitive("mse")
+def _mse(pred, target):
+    d = pred - target
+    return np.add.reduce(d * d, axis=None) / max(d.size, 1)
+
+
+defvjp(
+    _mse,
+    lambda g, out, pred, target: g * 2 * (pred - target) / max(np.broadcast(pred, target).size, 1),
+    lambda g, out, pred, target: g * 2 * (target - pred) / max(np.broadcast(pred, target).size, 1),
+)
 
 
 def mse(pred, target):
     """Mean of the squared error over every entry (torch.nn.MSELoss)."""
-    diff = ops.subtract(pred, target)
-    return ops.mean(diff * diff).named("J")
+    return _mse(pred, target).named("J")
+
+
+@primitive("cross_entropy")
+def _cross_entropy(logits, labels):
+    shifted = logits - np.max(logits, axis=-1, keepdims=True)
+    logp = shifted - np.log(np.add.reduce(np.exp(shifted), axis=-1, keepdims=True))
+    return -np.add.reduce(logp[np.arange(labels.shape[0]), labels]) / labels.shape[0]
+
+
+def _cross_entropy_vjp(g, out, logits, labels):
+    e = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
+    p = e / np.add.reduce(e, axis=-1, keepdims=True)
+    p[np.arange(labels.shape[0]), labels] -= 1
+    return p * (g / labels.shape[0])
+
+
+defvjp(_cross_entropy, _cross_entropy_vjp, None)
 
 
 def cross_entropy(logits, labels):
@@ -157,21 +204,40 @@ def cross_entropy(logits, labels):
     if labels.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: labels must be integers, got dtype {labels.dtype}")
     n_classes = logits.shape[-1]
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(
+            f"cross_entropy: expected logits (batch, classes) and labels (batch,), got {logits.shape} "
+            f"and {labels.shape}"
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise ValueError(
             f"cross_entropy: labels must lie in [0, {n_classes}), got {labels.min()}..{labels.max()}"
         )
-    logp = ops.log_softmax(logits, axis=-1)
-    picked = logp[np.arange(labels.shape[0]), labels]
-    return (-ops.mean(picked)).named("J")
+    return _cross_entropy(logits, labels).named("J")
+
+
+@primitive("binary_cross_entropy_with_logits")
+def _bce_with_logits(z, y):
+    # max(z, 0) − z·y + log(1 + e^{−|z|}): never exponentiates a positive number
+    loss = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    return np.add.reduce(loss, axis=None) / max(loss.size, 1)
+
+
+def _sigmoid(z):
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+defvjp(
+    _bce_with_logits,
+    lambda g, out, z, y: g * (_sigmoid(z) - y) / max(np.broadcast(z, y).size, 1),
+    lambda g, out, z, y: g * -z / max(np.broadcast(z, y).size, 1),
+)
 
 
 def binary_cross_entropy_with_logits(logits, targets):
-    """Mean of −[y log σ(z) + (1 − y) log(1 − σ(z))], computed stably as
-    max(z, 0) − z·y + log(1 + e^{−|z|})."""
-    z = logits
-    loss = ops.relu(z) - z * targets + ops.log(1 + ops.exp(-ops.abs(z)))
-    return ops.mean(loss).named("J")
+    """Mean of −[y log σ(z) + (1 − y) log(1 − σ(z))] over every entry, computed stably."""
+    return _bce_with_logits(logits, targets).named("J")
 
 
 LOSSES = {

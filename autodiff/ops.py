@@ -9,6 +9,7 @@ shape: the engine sums it down to the argument's shape.
 from __future__ import annotations
 
 import builtins
+import math
 
 import numpy as np
 
@@ -27,14 +28,17 @@ def _axes(axis, ndim):
 
 
 def _unreduce(g, x, axis, keepdims):
-    """Broadcast the gradient of a reduction back over the reduced axes of its input x."""
-    if not keepdims and x.ndim:
-        g = np.expand_dims(g, _axes(axis, x.ndim))
-    return np.broadcast_to(g, x.shape)
+    """Spread the gradient of a reduction back over the reduced axes of its input x."""
+    if not keepdims:
+        reduced = _axes(axis, x.ndim)
+        g = np.reshape(g, tuple(1 if i in reduced else n for i, n in enumerate(x.shape)))
+    out = np.empty(x.shape, dtype=g.dtype)
+    out[...] = g
+    return out
 
 
 def _count(x, axis):
-    return int(np.prod([x.shape[a] for a in _axes(axis, x.ndim)])) if x.ndim else 1
+    return math.prod(x.shape[a] for a in _axes(axis, x.ndim))
 
 
 # --- arithmetic ----------------------------------------------------------------------------
@@ -102,16 +106,16 @@ def _matmul_vjp_a(g, out, a, b):
     if b.ndim == 1:  # out = a @ b drops b's only axis
         return g[..., None] * b
     if a.ndim == 1:  # out = a @ b drops a's (row) axis
-        return (g[..., None, :] @ np.swapaxes(b, -1, -2))[..., 0, :]
-    return g @ np.swapaxes(b, -1, -2)
+        return (g[..., None, :] @ b.mT)[..., 0, :]
+    return g @ b.mT
 
 
 def _matmul_vjp_b(g, out, a, b):
     if a.ndim == 1:
         return g * a if b.ndim == 1 else a[:, None] * g[..., None, :]
     if b.ndim == 1:
-        return (np.swapaxes(a, -1, -2) @ g[..., None])[..., 0]
-    return np.swapaxes(a, -1, -2) @ g
+        return (a.mT @ g[..., None])[..., 0]
+    return a.mT @ g
 
 
 @primitive("matmul")
@@ -252,7 +256,7 @@ defvjp(clip, _clip_vjp)
 
 @primitive("sum")
 def sum(x, axis=None, keepdims=False):  # noqa: A001
-    return np.sum(x, axis=axis, keepdims=keepdims)
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)
 
 
 defvjp(sum, lambda g, out, x, axis=None, keepdims=False: _unreduce(g, x, axis, keepdims))
@@ -260,7 +264,7 @@ defvjp(sum, lambda g, out, x, axis=None, keepdims=False: _unreduce(g, x, axis, k
 
 @primitive("mean")
 def mean(x, axis=None, keepdims=False):
-    return np.mean(x, axis=axis, keepdims=keepdims)
+    return np.add.reduce(x, axis=axis, keepdims=keepdims) / _count(x, axis)
 
 
 defvjp(mean, lambda g, out, x, axis=None, keepdims=False: _unreduce(g, x, axis, keepdims) / _count(x, axis))

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
 import autodiff as ad
+from autodiff import nn
 
 SHAPES = array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=3)
 PAIRS = mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=3)
@@ -203,6 +204,25 @@ def var_case(draw):
     return (lambda t: ad.var(t, **kw)), [values(draw, shape)]
 
 
+@st.composite
+def loss_case(draw, name):
+    batch = draw(st.integers(1, 4))
+    width = draw(st.integers(1, 3))
+    if name == "cross_entropy":
+        logits = values(draw, (batch, width + 1), -3, 3)
+        if draw(st.booleans()):
+            logits = logits * 1e4  # huge logits stay finite
+        labels = np.array(draw(st.lists(st.integers(0, width), min_size=batch, max_size=batch)))
+        return (lambda z: nn.cross_entropy(z, labels)), [logits]
+    shape = draw(st.sampled_from([(batch, width), (batch,)]))
+    pred, target = values(draw, shape), values(draw, shape)
+    if name == "binary_cross_entropy_with_logits":
+        target = (target > 0).astype(float)
+    fn = {"half_squared_error": nn.half_squared_error, "mse": nn.mse,
+          "binary_cross_entropy_with_logits": nn.binary_cross_entropy_with_logits}[name]
+    return fn, [pred, target]
+
+
 CASES = {
     "add": binary(ad.add),
     "subtract": binary(ad.subtract),
@@ -238,6 +258,10 @@ CASES = {
     "softmax": softmax_family(ad.softmax),
     "log_softmax": softmax_family(ad.log_softmax),
     "logsumexp": softmax_family(ad.logsumexp),
+    "half_squared_error": loss_case("half_squared_error"),
+    "mse": loss_case("mse"),
+    "cross_entropy": loss_case("cross_entropy"),
+    "binary_cross_entropy_with_logits": loss_case("binary_cross_entropy_with_logits"),
 }
 
 
@@ -284,3 +308,19 @@ def test_ties_split_the_gradient_evenly():
     a, b = ad.Tensor(2.0, requires_grad=True), ad.Tensor(2.0, requires_grad=True)
     ad.maximum(a, b).backward()
     assert a.grad == 0.5 and b.grad == 0.5
+
+
+def test_losses_against_their_definitions():
+    rng = np.random.default_rng(0)
+    pred, target = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    assert nn.half_squared_error(ad.Tensor(pred), target).item() == pytest.approx(
+        0.5 * np.mean(np.sum((pred - target) ** 2, axis=1)), rel=1e-14)
+    assert nn.mse(ad.Tensor(pred), target).item() == pytest.approx(np.mean((pred - target) ** 2), rel=1e-14)
+    labels = np.array([0, 2, 1, 1, 0])
+    p = np.exp(pred) / np.exp(pred).sum(axis=1, keepdims=True)
+    assert nn.cross_entropy(ad.Tensor(pred), labels).item() == pytest.approx(
+        -np.mean(np.log(p[np.arange(5), labels])), rel=1e-14)
+    y = (target > 0).astype(float)
+    s = 1 / (1 + np.exp(-pred))
+    assert nn.binary_cross_entropy_with_logits(ad.Tensor(pred), y).item() == pytest.approx(
+        -np.mean(y * np.log(s) + (1 - y) * np.log(1 - s)), rel=1e-12)
