@@ -438,19 +438,23 @@ def _validation_error(title: str, errors: list[tuple[tuple, str]]) -> Validation
 
 
 def _optimizer_errors(name: str, hyper: dict) -> list[tuple[tuple, str]]:
-    """Check name and hyperparameters against the optim registry (the same rules optim.create
-    applies, without building an optimizer)."""
+    """Check name and hyperparameters against the optim registry by building the optimizer over a
+    one-element dummy parameter: exactly the rules ``optim.create`` applies, nothing duplicated."""
+    import autodiff as ad
     import optim
 
-    catalog = optim.available()
-    if name not in catalog:
-        return [(("name",), f"unknown optimizer {name!r}; choose from {', '.join(sorted(catalog))}")]
-    check = getattr(optim, "validate", None)
-    if check is not None:
-        try:
-            check(name, **hyper)
-        except (ValueError, TypeError) as e:
-            return [((), str(e))]
+    known = [entry["name"] for entry in optim.available()]
+    if name not in known:
+        return [(("name",), f"unknown optimizer {name!r}; choose from {', '.join(known)}")]
+    try:
+        optim.create(name, {"p": ad.Tensor(np.zeros(1), requires_grad=True)}, **hyper)
+    except optim.HyperparameterError as e:
+        field = tuple((e.name or "").split(".")) if e.name else ()
+        if str(e).startswith("schedule") and field[:1] != ("schedule",):
+            field = ("schedule",) + field
+        return [(field, str(e))]
+    except (ValueError, TypeError) as e:
+        return [((), str(e))]
     return []
 
 

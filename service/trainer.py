@@ -76,23 +76,26 @@ class GradStats:
         if g.dtype != np.float64:
             g = g.astype(np.float64)
         starts = self.starts
-        sums = np.add.reduceat(g, starts)
-        means = sums / self.counts
-        dev = g - np.repeat(means, self.sizes)
-        np.multiply(dev, dev, out=dev)
-        squared_dev = np.add.reduceat(dev, starts)
         out = np.empty((len(self.sizes), 6))
-        sum_sq = squared_dev + self.counts * means * means  # Σg² = Σ(g − ḡ)² + n ḡ²
-        np.sqrt(sum_sq, out=out[:, 0])
-        out[:, 1] = means
-        np.sqrt(squared_dev / self.counts, out=out[:, 2])
-        out[:, 3] = np.minimum.reduceat(g, starts)
-        out[:, 4] = np.maximum.reduceat(g, starts)
-        if np.isfinite(sums).all():
-            out[:, 5] = 0.0  # every segment's sum is finite, so no entry is NaN or infinite
-        else:
-            out[:, 5] = np.add.reduceat((~np.isfinite(g)).astype(np.float64), starts)
-        return out, float(np.sqrt(sum_sq.sum()))
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf are results here, not errors
+            sums = np.add.reduceat(g, starts)
+            means = sums / self.counts
+            dev = g - np.repeat(means, self.sizes)
+            np.multiply(dev, dev, out=dev)
+            squared_dev = np.add.reduceat(dev, starts)
+            if np.isfinite(sums).all():
+                sum_sq = squared_dev + self.counts * means * means  # Σg² = Σ(g − ḡ)² + n ḡ²
+                out[:, 5] = 0.0  # every segment's sum is finite, so no entry is NaN or infinite
+            else:  # rare: recount directly, so an inf entry gives an inf norm (not inf − inf = NaN)
+                sum_sq = np.add.reduceat(g * g, starts)
+                out[:, 5] = np.add.reduceat((~np.isfinite(g)).astype(np.float64), starts)
+            np.sqrt(sum_sq, out=out[:, 0])
+            out[:, 1] = means
+            np.sqrt(squared_dev / self.counts, out=out[:, 2])
+            out[:, 3] = np.minimum.reduceat(g, starts)
+            out[:, 4] = np.maximum.reduceat(g, starts)
+            total = float(np.sqrt(sum_sq.sum()))
+        return out, total
 
 
 # --- optimizer state <-> checkpoint ------------------------------------------------------------------
@@ -241,9 +244,17 @@ class Trainer:
     # --- the loop
 
     def gradients_into_flat(self) -> np.ndarray:
-        grads = [p.grad.reshape(-1) if p.grad is not None else np.zeros(p.data.size, self.dtype)
-                 for p in self.params.values()]
-        np.concatenate(grads, out=self.flat_grad)
+        """All gradients as one flat array in parameter order. The optimizer keeps gradients as
+        views into one flat buffer (zero_grad points .grad there and backward accumulates in place);
+        when they are laid out in our order that buffer is used as it is, else they are copied."""
+        grads = [p.grad for p in self.params.values()]
+        base = grads[0].base if grads[0] is not None else None
+        if (base is not None and base.ndim == 1 and base.size == self.flat_grad.size
+                and base.dtype == self.dtype and _laid_out_in_order(grads, base)):
+            return base
+        flat = [g.reshape(-1) if g is not None else np.zeros(p.data.size, self.dtype)
+                for g, p in zip(grads, self.params.values(), strict=True)]
+        np.concatenate(flat, out=self.flat_grad)
         return self.flat_grad
 
     def run(self, writer=None, start: int = 0, *, should_stop: Callable[[], bool] | None = None,
@@ -266,21 +277,26 @@ class Trainer:
         loss_value: float | None = None
         done = start  # steps recorded (and updates made) so far
 
-        def flush(checkpoint=None):
+        def flush(checkpoint=None) -> bool:
+            """Write what is buffered; False when the job was ended from outside (cancelled)."""
             nonlocal last_flush
-            writer.flush(checkpoint)
+            status = writer.flush(checkpoint)
             last_flush = time.monotonic()
             if on_flush is not None:
                 on_flush(done, loss_value)
+            return status in (None, "running")
 
+        # overflow and NaN are outcomes the loop records (and ends on), not warnings to print
+        errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
         try:
+            errstate.__enter__()
             for step in range(start, total):
                 if should_stop is not None and should_stop():
                     if record:
                         flush()
                     return Outcome("cancelled", done, reason=f"cancelled at step {step}")
-                if record and step % ckpt_every == 0 and step > start:
-                    flush(self.checkpoint(step))
+                if record and step % ckpt_every == 0 and step > start and not flush(self.checkpoint(step)):
+                    return Outcome("cancelled", done, reason=f"cancelled at step {step}")
 
                 x, y = self.batch(step)
                 optimizer.zero_grad()
@@ -297,10 +313,10 @@ class Trainer:
                     writer.add_step(step, loss_value, current_lr(optimizer), grad_norm, stats,
                                     val_loss=val_loss, val_accuracy=val_acc)
                     if step % snap_every == 0:
-                        # copies: the optimizer updates parameters in place and the buffer is reused
-                        grads = np.split(g.copy(), splits)
+                        # views are enough: the writer encodes the bytes at once (before the update)
+                        grads = np.split(g, splits)
                         shaped = {n: gr.reshape(params[n].shape) for n, gr in zip(names, grads, strict=True)}
-                        writer.add_snapshot(step, shaped, {n: params[n].data.copy() for n in names})
+                        writer.add_snapshot(step, shaped, {n: params[n].data for n in names})
 
                 if not np.isfinite(loss_value):
                     done = step + 1 if record else step
@@ -322,8 +338,8 @@ class Trainer:
 
                 now = time.monotonic()
                 due = now - last_flush >= limits.flush_seconds
-                if record and (due or writer.pending >= limits.flush_rows):
-                    flush()
+                if record and (due or writer.pending >= limits.flush_rows) and not flush():
+                    return Outcome("cancelled", done, reason=f"cancelled at step {done}")
                 if on_tick is not None and now - last_tick >= 0.1:
                     last_tick = now
                     on_tick(done, loss_value)
@@ -337,6 +353,19 @@ class Trainer:
                 except Exception:  # the original error matters more than a failed last write
                     pass
             raise
+        finally:
+            errstate.__exit__(None, None, None)
+
+
+def _laid_out_in_order(arrays: list, base: np.ndarray) -> bool:
+    """True when every array is a C-contiguous view of ``base`` and they follow one another."""
+    address = base.__array_interface__["data"][0]
+    for a in arrays:
+        if a is None or a.base is not base or not a.flags.c_contiguous \
+                or a.__array_interface__["data"][0] != address:
+            return False
+        address += a.nbytes
+    return True
 
 
 def current_lr(optimizer) -> float:
@@ -371,17 +400,15 @@ def run_job(store, job_id: int, *, resume: bool = False, should_stop: Callable[[
         store.transition(job_id, "failed", reason="invalid spec", error=str(e))
         return Outcome("failed", 0, error=str(e))
     store.set_param_names(job_id, trainer.names)
-    writer = store.writer(job_id, trainer.names)
-    start = 0
+    start, checkpoint = 0, None
     if resume:
         checkpoint = store.last_checkpoint(job_id)
         if checkpoint is not None:
             start = trainer.restore(checkpoint)
-        store.truncate_history(job_id, start)
-        if checkpoint is not None:
-            writer.flush(checkpoint)  # truncating removed it; keep it until a later one replaces it
-    else:
-        store.truncate_history(job_id, 0)
+    store.truncate_history(job_id, start)  # what a killed run wrote after its last checkpoint
+    writer = store.writer(job_id, trainer.names)
+    if checkpoint is not None:
+        writer.flush(checkpoint)  # truncating removed it; keep it until a later one replaces it
 
     last_beat = time.monotonic()
     beat_every = settings().heartbeat_seconds
@@ -412,6 +439,7 @@ def run_job(store, job_id: int, *, resume: bool = False, should_stop: Callable[[
         message = f"{type(e).__name__}: {e}"
         store.transition(job_id, "failed", reason="error", error=message)
         return Outcome("failed", store.get_job(job_id)["steps_done"], error=message)
-    store.transition(job_id, outcome.status, reason=outcome.reason or outcome.error or outcome.status,
-                     error=outcome.error)
+    if store.get_job(job_id)["status"] == "running":  # else it was ended from outside (cancel)
+        store.transition(job_id, outcome.status, reason=outcome.reason or outcome.error or outcome.status,
+                         error=outcome.error)
     return outcome
