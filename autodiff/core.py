@@ -247,11 +247,14 @@ def _topological_order(root: Tensor) -> list[Tensor]:
     return sorted(seen, key=lambda t: t._seq)
 
 
-def _accumulate_leaf(t: Tensor, g: np.ndarray) -> None:
+def _accumulate_leaf(t: Tensor, g: np.ndarray, owned: bool) -> None:
     if t.grad is None:
-        # Copy: g may be shared with other tensors' gradients (an add passes its g to both sides).
-        # (np.array, not astype: VJPs of 0-d arrays return NumPy scalars, .grad must be an array.)
-        t.grad = np.array(g, dtype=t.data.dtype, copy=True)
+        if owned and type(g) is np.ndarray and g.dtype == t.data.dtype:
+            t.grad = g  # made for this tensor alone by a VJP: no copy needed
+        else:
+            # Copy: g may be shared (an add passes its g to both sides) or belong to the caller.
+            # (np.array, not astype: VJPs of 0-d arrays return NumPy scalars; .grad is an array.)
+            t.grad = np.array(g, dtype=t.data.dtype, copy=True)
     elif t.grad.shape == g.shape:
         t.grad += g
     else:
@@ -260,18 +263,22 @@ def _accumulate_leaf(t: Tensor, g: np.ndarray) -> None:
 
 def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
     """Visit the graph newest-first from a heap keyed by creation number (no recursion, no separate
-    sort): a tensor is popped only after every op that consumed it, since those are all newer."""
+    sort): a tensor is popped only after every op that consumed it, since those are all newer.
+
+    Each pending gradient travels with an `owned` flag: True when a VJP computed a fresh array
+    (not its incoming g, output or an argument passed through), so a leaf may keep it uncopied.
+    """
     if root._freed:
         raise RuntimeError(_FREED_MESSAGE)
-    grads = {root: grad}
+    grads = {root: (grad, False)}
     heap = [(-root._seq, root)]
     pop, push = heapq.heappop, heapq.heappush
     while heap:
         node = pop(heap)[1]
-        g = grads.pop(node)
+        g, owned = grads.pop(node)
         rule = node._rule
         if rule is None or node._retain:
-            _accumulate_leaf(node, g)
+            _accumulate_leaf(node, g, owned and rule is None)
             if rule is None:
                 continue
         if node._freed:
@@ -296,10 +303,15 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
                 pg = pg.astype(pdata.dtype, copy=False)
             prev = grads.get(parent)
             if prev is None:
-                grads[parent] = pg
+                fresh = type(pg) is np.ndarray and pg.flags.owndata and pg is not g and pg is not out
+                if fresh:
+                    for a in args:
+                        if pg is a:
+                            fresh = False
+                grads[parent] = (pg, fresh)
                 push(heap, (-parent._seq, parent))
             else:
-                grads[parent] = prev + pg
+                grads[parent] = (prev[0] + pg, True)
         if not retain_graph:
             node._parents = ()
             node._args = ()

@@ -74,6 +74,33 @@ def test_accumulation_into_an_existing_grad_is_in_place():
     np.testing.assert_array_equal(flat, [3, 3, 3, 3])
 
 
+def test_leaf_gradients_never_alias_each_other_or_data():
+    a = ad.Tensor(np.ones(3), requires_grad=True)
+    b = ad.Tensor(np.ones(3), requires_grad=True)
+    (a + b).sum().backward()  # add hands the same gradient array to both sides
+    a.grad *= 10
+    np.testing.assert_array_equal(b.grad, [1, 1, 1])
+
+    @ad.primitive("pass_second")
+    def pass_second(x, y):
+        return x * 0 + y
+
+    ad.defvjp(pass_second, lambda g, out, x, y: y, lambda g, out, x, y: g)  # returns an argument
+    try:
+        c = ad.Tensor(np.ones(2), requires_grad=True)
+        d = ad.Tensor(np.array([5.0, 6.0]))
+        pass_second(c, d).backward(np.ones(2))
+        c.grad += 1
+        np.testing.assert_array_equal(d.data, [5, 6])
+    finally:
+        del ad.registry["pass_second"]
+    seed = np.ones(2)
+    e = ad.Tensor(np.zeros(2), requires_grad=True)
+    (e * 1.0).backward(seed)
+    e.grad += 1
+    np.testing.assert_array_equal(seed, [1, 1])
+
+
 @pytest.mark.parametrize("scalar", [2, 2.5])
 def test_float32_is_preserved(scalar):
     x = ad.Tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
