@@ -1,0 +1,167 @@
+"""Reading a job's history: step ranges raw or downsampled, one step in full, and export.
+
+Every function takes an open connection (the Store gives it a read transaction, so several
+queries see one snapshot) and returns plain dicts ready for JSON, except that NaN and infinities
+stay Python floats (JSON has no spelling for them; the caller decides).
+
+A point of a downsampled range describes one bucket: ``step`` and ``step_end`` are the first and
+last recorded steps in it, ``count`` the number of recorded steps, and every series is an object
+``{"min", "max", "mean", "last"}``: min/max/mean skip NaN (None when the bucket has no non-NaN
+value), ``last`` is the value at ``step_end``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from . import store_rollup as rollup
+from .models import HISTORY_SERIES, STAT_SERIES, History, ParamStat, StepArray
+from .store_arrays import decode_array
+
+NAN = math.nan
+
+
+def check_range(start, end, max_points) -> None:
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"{name}: expected a non-negative integer or None, got {value!r}")
+    if start is not None and end is not None and start > end:
+        raise ValueError(f"start: {start} is after end {end}")
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+        raise ValueError(f"max_points: expected a positive integer, got {max_points!r}")
+
+
+def _history_value(value, mask: int, bit: int):
+    if value is None:
+        return NAN if mask >> bit & 1 else None
+    return value
+
+
+def _stat_value(name: str, value):
+    if value is None:  # stats are always recorded: NULL is a stored NaN
+        return NAN
+    return int(value) if name == "nonfinite" else value
+
+
+def history_point(row) -> dict:
+    point = {"step": row.step}
+    for bit, s in enumerate(HISTORY_SERIES):
+        point[s] = _history_value(getattr(row, s), row.nan_mask, bit)
+    return point
+
+
+def stat_point(row) -> dict:
+    point = {"step": row.step}
+    for s in STAT_SERIES:
+        point[s] = _stat_value(s, getattr(row, s))
+    return point
+
+
+def _extent(conn: Connection, table, where: list) -> tuple[int | None, int | None]:
+    # Two scalar subqueries: SQLite answers a lone MIN or MAX from the index without scanning.
+    first = select(table.c.step).where(*where).order_by(table.c.step).limit(1).scalar_subquery()
+    last = select(table.c.step).where(*where).order_by(table.c.step.desc()).limit(1).scalar_subquery()
+    return tuple(conn.execute(select(first, last)).one())
+
+
+def _series_range(conn, st: rollup.SeriesTable, job_id: int, key_in: dict, start, end, max_points, point):
+    table = st.raw
+    where = [table.c.job_id == job_id] + [table.c[k].in_(v) for k, v in key_in.items()]
+    first, last = _extent(conn, table, where)
+    if first is None:
+        return []
+    lo = first if start is None else max(start, first)
+    hi = last if end is None else min(end, last)
+    if lo > hi:
+        return []
+    if hi - lo + 1 <= max_points:
+        rows = conn.execute(select(table).where(*where, table.c.step.between(lo, hi)).order_by(table.c.step))
+        return [point(r) for r in rows]
+
+    buckets = rollup.bucket_rows(conn, st, job_id, key_in, rollup.plan(lo, hi, max_points))
+    ends = [b.s1 for b in buckets]
+    last_rows = {r.step: point(r) for r in conn.execute(select(table).where(*where, table.c.step.in_(ends)))}
+    return [_bucket_point(st, b, last_rows[b.s1]) for b in buckets]
+
+
+def _bucket_point(st: rollup.SeriesTable, b, last: dict) -> dict:
+    point = {"step": b.s0, "step_end": b.s1, "count": b.n}
+    for s in st.series:
+        count, total = getattr(b, f"{s}_cnt"), getattr(b, f"{s}_sum")
+        if count == 0:
+            agg = {"min": None, "max": None, "mean": None}
+        else:
+            lo, hi = getattr(b, f"{s}_min"), getattr(b, f"{s}_max")
+            if s == "nonfinite":
+                lo, hi = int(lo), int(hi)
+            agg = {"min": lo, "max": hi, "mean": NAN if total is None else total / count}
+        agg["last"] = last[s]
+        point[s] = agg
+    return point
+
+
+def history(conn: Connection, job_id: int, start, end, max_points: int) -> list[dict]:
+    return _series_range(conn, rollup.HISTORY, job_id, {}, start, end, max_points, history_point)
+
+
+def gradients(conn: Connection, job_id: int, param_index: int, start, end, max_points: int) -> list[dict]:
+    key_in = {"param": [param_index]}
+    return _series_range(conn, rollup.PARAM_STATS, job_id, key_in, start, end, max_points, stat_point)
+
+
+def step(conn: Connection, job_id: int, step_number: int, param_names: list[str]) -> dict | None:
+    h, ps, a = History, ParamStat, StepArray
+    row = conn.execute(select(h).where(h.job_id == job_id, h.step == step_number)).first()
+    arrays = conn.execute(
+        select(a).where(a.job_id == job_id, a.step == step_number, a.kind.in_(("gradient", "param")))
+    ).all()
+    if row is None and not arrays:
+        return None
+    result = history_point(row) if row is not None else {"step": step_number}
+    if param_names:
+        stats = conn.execute(
+            select(ps).where(
+                ps.job_id == job_id, ps.param.in_(list(range(len(param_names)))), ps.step == step_number
+            )
+        )
+        result["stats"] = {
+            param_names[r.param]: {s: _stat_value(s, getattr(r, s)) for s in STAT_SERIES} for r in stats
+        }
+    for kind, key in (("gradient", "gradients"), ("param", "params")):
+        found = {r.name: decode_array(r.name, r.dtype, r.shape, r.data) for r in arrays if r.kind == kind}
+        if found:
+            result[key] = found
+    return result
+
+
+def export_columns(param_names: list[str]) -> list[str]:
+    return ["step", *HISTORY_SERIES] + [f"{p}_{s}" for p in param_names for s in STAT_SERIES]
+
+
+def export_chunk(conn: Connection, job_id: int, lo: int, hi: int, limit: int, param_names: list[str]):
+    """Up to ``limit`` full rows (history plus every parameter's statistics) from step ``lo`` on."""
+    h, ps = History, ParamStat
+    rows = conn.execute(
+        select(h).where(h.job_id == job_id, h.step.between(lo, hi)).order_by(h.step).limit(limit)
+    ).all()
+    if not rows:
+        return []
+    out = {r.step: history_point(r) for r in rows}
+    if param_names:
+        stats = conn.execute(
+            select(ps).where(
+                ps.job_id == job_id,
+                ps.param.in_(list(range(len(param_names)))),
+                ps.step.between(rows[0].step, rows[-1].step),
+            )
+        )
+        for r in stats:
+            point = out.get(r.step)
+            if point is not None:
+                name = param_names[r.param]
+                for s in STAT_SERIES:
+                    point[f"{name}_{s}"] = _stat_value(s, getattr(r, s))
+    return list(out.values())

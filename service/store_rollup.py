@@ -1,0 +1,268 @@
+"""Exact downsampling in SQL over a pyramid of per-block aggregates.
+
+Level 0 is the raw table; level L >= 1 holds one row per aligned block of ``4**L`` steps with the
+min, max, sum and count (of non-NaN values) of every series, plus the first/last step present and
+the row count. Level L is computed in SQL from level L-1 for the blocks a batch touches, in the
+batch's own transaction, so the pyramid always agrees with the raw rows.
+
+A downsampled query picks the coarsest level that still has at least ``max_points`` blocks in the
+range, so it scans fewer than ``4 * max_points`` block rows however long the range is. Buckets are
+aligned to multiples of their width ``w`` (a multiple of that level's block size), which keeps
+buckets stable while a live job grows; the range's ragged edges are covered by finer levels down
+to raw rows. Bucket min/max/mean are therefore exact, and each bucket's ``last`` values are read
+from the raw row at its last step.
+
+NaN is stored as NULL (see models.py), so min, max and mean skip NaN like ``np.nanmin``; a sum of
++inf and -inf is NaN, kept as NULL in ``<series>_sum``, and makes the bucket's mean NaN.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import (
+    Integer,
+    SmallInteger,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
+from sqlalchemy.engine import Connection
+
+from .models import (
+    HISTORY_SERIES,
+    ROLLUP_BASE,
+    ROLLUP_LEVELS,
+    STAT_SERIES,
+    History,
+    ParamStat,
+    history_rollup,
+    param_stats_rollup,
+)
+from .store_sql import executemany
+from .store_sql import rows as _rows
+
+MAX_STEP = 2**31 - 1  # steps are INTEGER columns
+
+
+@dataclass(frozen=True)
+class SeriesTable:
+    """A raw per-step table, its rollup pyramid, its value series and extra key columns."""
+
+    raw: Table
+    rollup: Table
+    series: tuple[str, ...]
+    keys: tuple[str, ...]
+
+
+HISTORY = SeriesTable(History.__table__, history_rollup, HISTORY_SERIES, ())
+PARAM_STATS = SeriesTable(ParamStat.__table__, param_stats_rollup, STAT_SERIES, ("param",))
+
+
+def block_size(level: int) -> int:
+    return ROLLUP_BASE**level
+
+
+def _source(st: SeriesTable, level: int, lo: str = "lo", hi: str = "hi"):
+    """Rows of ``level`` whose step (level 0) or block start is in [:lo, :hi], in the common shape:
+    keys, s0, s1, n, and per series min, max, sum (NULL only when NaN) and cnt. Other parameters:
+    job_id, and for each key column a list ``<key>s`` (an IN list lets SQLite seek each key's range
+    instead of scanning the whole job)."""
+    if level == 0:
+        t = st.raw
+        cols = [t.c[k] for k in st.keys] + [t.c.step.label("s0"), t.c.step.label("s1"), literal(1).label("n")]
+        for s in st.series:
+            x = t.c[s]
+            cols += [
+                x.label(f"{s}_min"),
+                x.label(f"{s}_max"),
+                func.coalesce(x, 0.0).label(f"{s}_sum"),
+                case((x.is_(None), 0), else_=1).label(f"{s}_cnt"),
+            ]
+        where = [t.c.step.between(bindparam(lo), bindparam(hi))]
+    else:
+        t = st.rollup
+        cols = [t.c[k] for k in st.keys] + [t.c.step_first.label("s0"), t.c.step_last.label("s1"), t.c.n]
+        for s in st.series:
+            cols += [t.c[f"{s}_{a}"] for a in ("min", "max", "sum", "cnt")]
+        where = [t.c.level == level, t.c.block.between(bindparam(lo), bindparam(hi))]
+    where += [t.c.job_id == bindparam("job_id")]
+    where += [t.c[k].in_(bindparam(f"{k}s", expanding=True)) for k in st.keys]
+    return select(*cols).where(and_(*where))
+
+
+def _aggregates(st: SeriesTable, src) -> list:
+    c = src.c
+    cols = [func.min(c.s0).label("s0"), func.max(c.s1).label("s1"), func.sum(c.n).label("n")]
+    for s in st.series:
+        total = c[f"{s}_sum"]
+        cols += [
+            func.min(c[f"{s}_min"]).label(f"{s}_min"),
+            func.max(c[f"{s}_max"]).label(f"{s}_max"),
+            # SUM skips NULLs, but a NULL block sum is a NaN that must poison the total.
+            case((func.count(total) == func.count(), func.sum(total)), else_=None).label(f"{s}_sum"),
+            func.sum(c[f"{s}_cnt"]).label(f"{s}_cnt"),
+        ]
+    return cols
+
+
+@functools.cache
+def _rebuild_statements(st: SeriesTable, level: int):
+    """DELETE and INSERT ... SELECT recomputing ``level``'s blocks in [:lo, :hi] from the level below.
+    Built once: SQLAlchemy then reuses the compiled SQL on every flush."""
+    r = st.rollup
+    size = block_size(level)
+    keys = [r.c[k].in_(bindparam(f"{k}s", expanding=True)) for k in st.keys]
+    remove = delete(r).where(
+        r.c.job_id == bindparam("job_id"),
+        *keys,
+        r.c.level == level,
+        r.c.block.between(bindparam("lo"), bindparam("hi")),
+    )
+    src = _source(st, level - 1).subquery()
+    # Inline integers, so PostgreSQL sees the selected block expression built on the grouped one.
+    size_sql = literal_column(str(size), Integer)
+    block = (src.c.s0 // size_sql) * size_sql
+    agg = select(
+        bindparam("job_id", type_=Integer),
+        *[src.c[k] for k in st.keys],
+        literal(level, SmallInteger),
+        block,
+        *_aggregates(st, src),
+    ).group_by(*[src.c[k] for k in st.keys], block)
+    names = ["job_id", *st.keys, "level", "block", "step_first", "step_last", "n"]
+    for s in st.series:
+        names += [f"{s}_{a}" for a in ("min", "max", "sum", "cnt")]
+    return remove, r.insert().from_select(names, agg)
+
+
+def rebuild(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, lo: int, hi: int = MAX_STEP):
+    """Recompute every rollup block that overlaps steps [lo, hi] from the level below.
+
+    Called after appending raw rows in [lo, hi], and after deleting raw rows >= lo (with hi left at
+    its maximum, which drops the deleted blocks and recomputes the one partly kept).
+    """
+    keys = {f"{k}s": list(v) for k, v in key_in.items()}
+    for level in range(1, ROLLUP_LEVELS + 1):
+        size = block_size(level)
+        params = {"job_id": job_id, "lo": lo // size * size, "hi": hi, **keys}
+        remove, add = _rebuild_statements(st, level)
+        conn.execute(remove, params)
+        conn.execute(add, params)
+
+
+def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, steps, values) -> None:
+    """Update the rollups after raw rows were inserted for a batch (the fast path of :func:`rebuild`).
+
+    ``steps`` (int array) and ``values`` (float array, one column per series, NaN where not
+    recorded or NaN) are the batch's rows ordered by (key, step); ``keys`` the key column (or None).
+    Blocks are aggregated with NumPy from the batch, except at each level the first block when it
+    starts before the batch: it may hold earlier rows, so SQL recomputes it from the level below.
+    """
+    lo, hi = int(steps.min()), int(steps.max())
+    valid = ~np.isnan(values)
+    sums_in = np.where(valid, values, 0.0)
+    key_params = {f"{k}s": list(v) for k, v in key_in.items()}
+    for level in range(1, ROLLUP_LEVELS + 1):
+        size = block_size(level)
+        first = lo // size * size
+        remove, add = _rebuild_statements(st, level)
+        conn.execute(remove, {"job_id": job_id, "lo": first, "hi": hi, **key_params})
+        block = steps // size * size
+        change = np.ones(len(steps), dtype=bool)
+        change[1:] = block[1:] != block[:-1]
+        if keys is not None:
+            change[1:] |= keys[1:] != keys[:-1]
+        starts = np.flatnonzero(change)
+        clean = block[starts] >= lo  # blocks that hold no rows from before this batch
+        if not clean.all():
+            bounds = {"lo": first, "hi": first + size - 1}
+            conn.execute(add, {"job_id": job_id, **bounds, **key_params})
+        if not clean.any():
+            continue
+        ends = np.append(starts[1:], len(steps)) - 1
+        columns = [job_id] + ([keys[starts]] if keys is not None else [])
+        columns += [level, block[starts], steps[starts], steps[ends], ends - starts + 1]
+        with np.errstate(invalid="ignore"):  # all-NaN blocks give NaN, stored as NULL
+            mins = np.fmin.reduceat(values, starts, axis=0)
+            maxs = np.fmax.reduceat(values, starts, axis=0)
+            sums = np.add.reduceat(sums_in, starts, axis=0)
+        counts = np.add.reduceat(valid, starts, axis=0, dtype=np.int64)
+        for i in range(len(st.series)):
+            columns += [mins[:, i], maxs[:, i], sums[:, i], counts[:, i]]
+        rows = _rows(*[c[clean] if isinstance(c, np.ndarray) else c for c in columns])
+        executemany(conn, st.rollup, rows)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a range is downsampled: rollup ``level``, bucket ``width`` and the scanned segments."""
+
+    level: int
+    width: int
+    segments: tuple[tuple[int, int, int], ...]  # (level, lo, hi): blocks/steps starting in [lo, hi]
+
+
+def _bucket_count(start: int, end: int, width: int) -> int:
+    return end // width - start // width + 1
+
+
+def plan(start: int, end: int, max_points: int) -> Plan:
+    """Choose the level and bucket width for [start, end] (more than ``max_points`` steps)."""
+    level = 0
+    for candidate in range(ROLLUP_LEVELS, 0, -1):
+        if _bucket_count(start, end, block_size(candidate)) >= max_points:
+            level = candidate
+            break
+    size = block_size(level)
+    k = -(-_bucket_count(start, end, size) // max_points)
+    while _bucket_count(start, end, k * size) > max_points:
+        k += 1
+    return Plan(level, k * size, tuple(_segments(start, end, level)))
+
+
+def _segments(start: int, end: int, level: int):
+    """Cover [start, end] with whole aligned blocks of ``level``, and its edges with finer levels."""
+    if start > end:
+        return
+    if level == 0:
+        yield (0, start, end)
+        return
+    size = block_size(level)
+    first = -(-start // size) * size  # first block starting at or after start
+    stop = (end + 1) // size * size  # one past the last whole block
+    if first >= stop:
+        yield from _segments(start, end, level - 1)
+        return
+    yield from _segments(start, first - 1, level - 1)
+    yield (level, first, stop - size)
+    yield from _segments(stop, end, level - 1)
+
+
+@functools.cache
+def _bucket_statement(st: SeriesTable, levels: tuple[int, ...]):
+    """The bucket query over segments of these levels (bounds lo_i/hi_i, bucket width :width).
+    Built once per shape so that SQLAlchemy reuses the compiled SQL."""
+    parts = [_source(st, level, f"lo_{i}", f"hi_{i}") for i, level in enumerate(levels)]
+    src = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
+    aggregates = _aggregates(st, src)
+    # Ordered by an aggregate (min step), which PostgreSQL accepts whatever the GROUP BY says.
+    return select(*aggregates).group_by(src.c.s0 // bindparam("width")).order_by(aggregates[0])
+
+
+def bucket_rows(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, p: Plan):
+    """One row per non-empty bucket, ordered by step: s0, s1, n, then per series min, max, sum, cnt."""
+    params = {"job_id": job_id, "width": p.width, **{f"{k}s": list(v) for k, v in key_in.items()}}
+    for i, (_level, lo, hi) in enumerate(p.segments):
+        params[f"lo_{i}"], params[f"hi_{i}"] = lo, hi
+    statement = _bucket_statement(st, tuple(level for level, _, _ in p.segments))
+    return conn.execute(statement, params).all()

@@ -1,0 +1,204 @@
+"""Buffered writing of a job's per-step history.
+
+The training loop adds steps and snapshots to a :class:`HistoryWriter` and flushes every so often;
+each flush is one write transaction: ``executemany`` of the buffered rows, the optional checkpoint,
+the rollup blocks the batch touched, and the job's progress (steps_done, last_loss, heartbeat).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from . import store_rollup as rollup
+from .models import HISTORY_SERIES, STAT_SERIES, CheckpointRow, History, Job, ParamStat, StepArray
+from .store_arrays import encode_array
+from .store_sql import executemany, rows
+
+if TYPE_CHECKING:
+    from .store import Store
+
+# Beyond this many buffered steps the writer flushes by itself, to bound memory.
+AUTOFLUSH_STEPS = 50_000
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to resume at ``step``: arrays (parameters, optimizer state ...) and
+    JSON-able ``meta`` (RNG state, counters ...)."""
+
+    step: int
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _step_number(step, what: str = "step") -> int:
+    if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
+        raise ValueError(f"{what}: expected a non-negative integer, got {step!r}")
+    if step > rollup.MAX_STEP:
+        raise ValueError(f"{what}: {step} is beyond the largest storable step {rollup.MAX_STEP}")
+    return int(step)
+
+
+def _scalar(name: str, value, optional: bool) -> float | None:
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{name}: expected a number, got None")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {value!r}") from None
+
+
+def _array_rows(job_id: int, step: int, kind: str, arrays: dict) -> list[dict]:
+    if not isinstance(arrays, dict):
+        raise ValueError(f"{kind} arrays: expected a dict of name -> array, got {type(arrays).__name__}")
+    rows = []
+    for name, value in arrays.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{kind} arrays: names must be non-empty strings, got {name!r}")
+        dtype, shape, data = encode_array(name, value)
+        rows.append(dict(job_id=job_id, step=step, kind=kind, name=name, dtype=dtype, shape=shape, data=data))
+    return rows
+
+
+def write_checkpoint(conn: Connection, job_id: int, checkpoint: Checkpoint) -> None:
+    """Store ``checkpoint``, replacing one at the same step."""
+    if not isinstance(checkpoint, Checkpoint):
+        raise ValueError(f"checkpoint: expected a Checkpoint, got {type(checkpoint).__name__}")
+    step = _step_number(checkpoint.step, "checkpoint.step")
+    try:
+        meta = json.dumps(checkpoint.meta, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"checkpoint.meta: must be JSON-able without NaN/Infinity ({exc})") from None
+    array_rows = _array_rows(job_id, step, "checkpoint", checkpoint.arrays)
+    a, c = StepArray, CheckpointRow
+    conn.execute(delete(a).where(a.job_id == job_id, a.step == step, a.kind == "checkpoint"))
+    conn.execute(delete(c).where(c.job_id == job_id, c.step == step))
+    conn.execute(insert(c), [dict(job_id=job_id, step=step, meta=meta, created_at=_now())])
+    if array_rows:
+        conn.execute(insert(a), array_rows)
+
+
+class HistoryWriter:
+    """Buffers steps of one job and writes them in batches. Not thread-safe; one per running job."""
+
+    def __init__(self, store: Store, job_id: int, param_names: list[str], last_step: int | None):
+        self._store = store
+        self.job_id = job_id
+        self.param_names = list(param_names)
+        self._last_step = -1 if last_step is None else last_step  # steps must increase past this
+        self._steps: list[int] = []
+        self._scalars: list[tuple] = []
+        self._stats: list[np.ndarray] = []
+        self._arrays: list[dict] = []
+
+    @property
+    def pending(self) -> int:
+        """Number of buffered steps not yet flushed."""
+        return len(self._steps)
+
+    def add_step(self, step, loss, lr, grad_norm, param_stats, val_loss=None, val_accuracy=None) -> None:
+        """Buffer one step. ``param_stats``: shape (P, 6), rows in ``param_names`` order, columns
+        norm, mean, std, min, max, nonfinite. Values may be NaN or infinite; they are kept as such."""
+        step = _step_number(step)
+        if step <= self._last_step:
+            raise ValueError(f"step: {step} is not after the previous step {self._last_step}")
+        scalars = (
+            _scalar("loss", loss, False),
+            _scalar("lr", lr, False),
+            _scalar("grad_norm", grad_norm, False),
+            _scalar("val_loss", val_loss, True),
+            _scalar("val_accuracy", val_accuracy, True),
+        )
+        stats = np.array(param_stats, dtype=np.float64)  # a copy: the caller may reuse its buffer
+        expected = (len(self.param_names), len(STAT_SERIES))
+        if stats.shape != expected:
+            raise ValueError(
+                f"param_stats: expected shape {expected} (params x {STAT_SERIES}), got {stats.shape}"
+            )
+        counts = stats[:, -1]
+        if not np.all((counts >= 0) & (counts <= 2**53) & (counts == np.floor(counts))):  # False for NaN
+            raise ValueError(f"param_stats: the nonfinite column must hold counts, got {counts.tolist()}")
+        self._steps.append(step)
+        self._scalars.append(scalars)
+        self._stats.append(stats)
+        self._last_step = step
+        if len(self._steps) >= AUTOFLUSH_STEPS:
+            self.flush()
+
+    def add_snapshot(self, step, grads: dict, params: dict) -> None:
+        """Buffer full gradient and parameter arrays of ``step`` (stored raw, little-endian)."""
+        step = _step_number(step)
+        self._arrays += _array_rows(self.job_id, step, "gradient", grads)
+        self._arrays += _array_rows(self.job_id, step, "param", params)
+
+    def flush(self, checkpoint: Checkpoint | None = None) -> str:
+        """Write everything buffered (and ``checkpoint``) in one transaction.
+
+        Returns the job's status after the write, so a training loop can notice a cancellation.
+        """
+        job = Job.__table__
+        with self._store.engine.begin() as conn:
+            if self._steps:
+                self._write_rows(conn)
+            if self._arrays:
+                conn.execute(insert(StepArray), self._arrays)
+            if checkpoint is not None:
+                write_checkpoint(conn, self.job_id, checkpoint)
+            progress = {"heartbeat_at": _now(), "updated_at": _now()}
+            if self._steps:
+                last_loss = self._scalars[-1][0]
+                progress["steps_done"] = self._steps[-1] + 1
+                progress["last_loss"] = last_loss if math.isfinite(last_loss) else None
+            conn.execute(update(job).where(job.c.id == self.job_id).values(**progress))
+            status = conn.execute(select(job.c.status).where(job.c.id == self.job_id)).scalar_one()
+        self._steps, self._scalars, self._stats, self._arrays = [], [], [], []
+        return status
+
+    def _write_rows(self, conn: Connection) -> None:
+        steps = np.array(self._steps, dtype=np.int64)
+        scalars = np.array(
+            [[math.nan if v is None else v for v in row] for row in self._scalars], dtype=np.float64
+        )
+        given = np.array([[v is not None for v in row] for row in self._scalars], dtype=bool)
+        bits = 1 << np.arange(len(HISTORY_SERIES))
+        nan_mask = ((np.isnan(scalars) & given) * bits).sum(axis=1)
+        history_rows = rows(self.job_id, steps, scalars, nan_mask)
+        executemany(conn, History.__table__, history_rows)
+
+        n_params = len(self.param_names)
+        if n_params:
+            # (steps, P, 6) -> rows ordered (param, step), the primary key's order.
+            stats = np.stack(self._stats).transpose(1, 0, 2).reshape(-1, len(STAT_SERIES))
+            param_col = np.repeat(np.arange(n_params), len(steps))
+            step_col = np.tile(steps, n_params)
+            stat_rows = rows(
+                self.job_id,
+                param_col,
+                step_col,
+                stats[:, :-1],
+                stats[:, -1].astype(np.int64),
+            )
+            executemany(conn, ParamStat.__table__, stat_rows)
+
+        rollup.append(conn, rollup.HISTORY, self.job_id, {}, None, steps, scalars)
+        if n_params:
+            keys = {"param": list(range(n_params))}
+            rollup.append(conn, rollup.PARAM_STATS, self.job_id, keys, param_col, step_col, stats)
+
+
+def max_step(conn: Connection, job_id: int) -> int | None:
+    return conn.execute(select(func.max(History.step)).where(History.job_id == job_id)).scalar()
