@@ -18,8 +18,9 @@ class Settings:
     max_layers: int = 64                # GRADBOOK_MAX_LAYERS
     max_units: int = 100_000            # GRADBOOK_MAX_UNITS: units in one layer
     small_model_params: int = 10_000    # GRADBOOK_SMALL_MODEL_PARAMS: snapshot every step up to this size
-    large_snapshot_every: int = 100     # GRADBOOK_LARGE_SNAPSHOT_EVERY: default for bigger models
-    checkpoint_every: int = 100         # GRADBOOK_CHECKPOINT_EVERY: default when the spec gives none
+    large_snapshot_every: int = 100     # GRADBOOK_LARGE_SNAPSHOT_EVERY: least default for bigger models
+    checkpoint_every: int = 100         # GRADBOOK_CHECKPOINT_EVERY: default when the spec gives none ...
+    checkpoint_seconds: float = 10.0    # GRADBOOK_CHECKPOINT_SECONDS: ... and then at most this often
     flush_rows: int = 2_000             # GRADBOOK_FLUSH_ROWS: history rows buffered before a write
     flush_seconds: float = 0.5          # GRADBOOK_FLUSH_SECONDS: longest time a step waits to be written
     heartbeat_seconds: float = 1.0      # GRADBOOK_HEARTBEAT_SECONDS

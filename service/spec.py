@@ -301,6 +301,7 @@ class Plan:
     total_steps: int
     snapshot_every: int
     checkpoint_every: int
+    checkpoint_seconds: float  # least time between checkpoints (0 when the spec sets checkpoint_every)
 
     @property
     def dtype(self):
@@ -386,11 +387,27 @@ def make_plan(spec: JobSpec, resolve_dataset=None) -> Plan:
         fail((where,), f"{total:,} steps exceed the limit of {limits.max_steps:,} (GRADBOOK_MAX_STEPS)")
     if errors:
         raise SpecError(errors)
-    snapshot_every = spec.snapshot_every or (
-        1 if n_params <= limits.small_model_params else limits.large_snapshot_every)
     return Plan(spec=spec, train=train, val=val, sizes=sizes, n_params=n_params, batch_size=batch_size,
-                batches_per_epoch=batches_per_epoch, total_steps=total, snapshot_every=snapshot_every,
-                checkpoint_every=spec.checkpoint_every or limits.checkpoint_every)
+                batches_per_epoch=batches_per_epoch, total_steps=total,
+                snapshot_every=spec.snapshot_every or default_snapshot_every(n_params),
+                checkpoint_every=spec.checkpoint_every or limits.checkpoint_every,
+                checkpoint_seconds=0.0 if spec.checkpoint_every else limits.checkpoint_seconds)
+
+
+def default_snapshot_every(n_params: int) -> int:
+    """Every step up to GRADBOOK_SMALL_MODEL_PARAMS parameters; beyond, every K steps with K the
+    smallest of 1, 2, 5 x 10^k that is at least GRADBOOK_LARGE_SNAPSHOT_EVERY and n_params / 1000, so
+    that snapshots (gradients and parameters) average at most about 2,000 stored values a step."""
+    limits = settings()
+    if n_params <= limits.small_model_params:
+        return 1
+    want = max(limits.large_snapshot_every, math.ceil(n_params / 1000))
+    k = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * k >= want:
+                return m * k
+        k *= 10
 
 
 # --- parsing with friendly errors ----------------------------------------------------------------------

@@ -58,42 +58,46 @@ class Outcome:
 
 
 class GradStats:
-    """Per-parameter statistics over one flat gradient buffer, a handful of NumPy passes in total.
+    """Per-parameter statistics over one flat gradient buffer, in four passes over the data.
 
-    Parameters are consecutive segments of the buffer; ``np.add.reduceat`` and friends reduce all
-    segments in one call each, so the cost does not grow with the number of tensors. std is the
-    population std (ddof=0) from a second pass over deviations, so it does not cancel
-    catastrophically the way E[g²] − E[g]² would.
+    Parameters are consecutive segments of the buffer. Sums, minima and maxima of all segments come
+    from one ``reduceat`` call each; sums of squares from one ``einsum`` per segment view (einsum's
+    reduction does not depend on memory alignment, so results are bit-identical across processes).
+    std is the population std (ddof=0) from Σg² − nḡ², recomputed from deviations in a second pass
+    for any segment whose mean dominates (nḡ² > Σg²/2), where that difference would cancel.
     """
 
     def __init__(self, sizes: list[int]):
         self.sizes = np.asarray(sizes, dtype=np.int64)
-        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.intp)
+        bounds = np.concatenate([[0], np.cumsum(self.sizes)])
+        self.starts = bounds[:-1].astype(np.intp)
+        self.slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         self.counts = self.sizes.astype(np.float64)
 
     def __call__(self, g: np.ndarray) -> tuple[np.ndarray, float]:
         """(P, 6) rows of norm, mean, std, min, max, non-finite count; and the global L2 norm."""
         if g.dtype != np.float64:
             g = g.astype(np.float64)
-        starts = self.starts
+        starts, counts = self.starts, self.counts
         out = np.empty((len(self.sizes), 6))
         with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf are results here, not errors
             sums = np.add.reduceat(g, starts)
-            means = sums / self.counts
-            dev = g - np.repeat(means, self.sizes)
-            np.multiply(dev, dev, out=dev)
-            squared_dev = np.add.reduceat(dev, starts)
-            if np.isfinite(sums).all():
-                sum_sq = squared_dev + self.counts * means * means  # Σg² = Σ(g − ḡ)² + n ḡ²
-                out[:, 5] = 0.0  # every segment's sum is finite, so no entry is NaN or infinite
-            else:  # rare: recount directly, so an inf entry gives an inf norm (not inf − inf = NaN)
-                sum_sq = np.add.reduceat(g * g, starts)
-                out[:, 5] = np.add.reduceat((~np.isfinite(g)).astype(np.float64), starts)
+            means = sums / counts
+            sum_sq = np.array([np.einsum("i,i->", g[s], g[s]) for s in self.slices])
+            mean_sq = counts * means * means
+            var = (sum_sq - mean_sq) / counts
+            for i in np.flatnonzero(mean_sq > 0.5 * sum_sq):
+                dev = g[self.slices[i]] - means[i]
+                var[i] = np.einsum("i,i->", dev, dev) / counts[i]
             np.sqrt(sum_sq, out=out[:, 0])
             out[:, 1] = means
-            np.sqrt(squared_dev / self.counts, out=out[:, 2])
+            np.sqrt(np.maximum(var, 0.0, where=~np.isnan(var), out=var), out=out[:, 2])
             out[:, 3] = np.minimum.reduceat(g, starts)
             out[:, 4] = np.maximum.reduceat(g, starts)
+            if np.isfinite(sums).all() and np.isfinite(sum_sq).all():
+                out[:, 5] = 0.0  # no segment can hold a NaN or an infinity
+            else:
+                out[:, 5] = np.add.reduceat((~np.isfinite(g)).astype(np.float64), starts)
             total = float(np.sqrt(sum_sq.sum()))
         return out, total
 
@@ -160,6 +164,7 @@ class Trainer:
         self.stats = GradStats(sizes)
         self._train = plan.train
         self._full_batch = plan.batch_size >= plan.train.x.shape[0]
+        self._epoch_order: tuple[int, np.ndarray | None] = (-1, None)  # the current epoch's row order
 
     # --- pieces also used by verify and graphview
 
@@ -171,12 +176,12 @@ class Trainer:
             return None
         plan = self.plan
         epoch, k = divmod(step, plan.batches_per_epoch)
-        n = plan.train.x.shape[0]
-        if plan.spec.shuffle:
-            order = np.random.default_rng([plan.spec.seed, epoch]).permutation(n)
-        else:
-            order = np.arange(n)
-        return order[k * plan.batch_size:(k + 1) * plan.batch_size]
+        if self._epoch_order[0] != epoch:
+            n = plan.train.x.shape[0]
+            order = np.random.default_rng([plan.spec.seed, epoch]).permutation(n) if plan.spec.shuffle \
+                else np.arange(n)
+            self._epoch_order = (epoch, order)
+        return self._epoch_order[1][k * plan.batch_size:(k + 1) * plan.batch_size]
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.batch_indices(step)
@@ -262,7 +267,8 @@ class Trainer:
             on_tick: Callable[[int, float], None] | None = None) -> Outcome:
         """Train from step ``start`` to the plan's end. ``writer`` (a store HistoryWriter, or None
         to record nothing) receives every step; it is flushed every ``flush_rows`` rows or
-        ``flush_seconds``, and with a checkpoint every ``checkpoint_every`` steps and at the end.
+        ``flush_seconds``, and with a checkpoint every ``checkpoint_every`` steps (no more often than
+        ``checkpoint_seconds`` unless the spec set checkpoint_every) and at the end.
         ``on_flush(steps_done, loss)`` runs after each flush, ``on_tick(steps_done, loss)`` at most
         ten times a second. Exceptions propagate after pending rows are flushed."""
         plan = self.plan
@@ -273,7 +279,7 @@ class Trainer:
         names, params, optimizer = self.names, self.params, self.optimizer
         splits = np.cumsum([p.data.size for p in params.values()])[:-1]
         record = writer is not None
-        last_flush = last_tick = time.monotonic()
+        last_flush = last_tick = last_checkpoint = time.monotonic()
         loss_value: float | None = None
         done = start  # steps recorded (and updates made) so far
 
@@ -295,8 +301,11 @@ class Trainer:
                     if record:
                         flush()
                     return Outcome("cancelled", done, reason=f"cancelled at step {step}")
-                if record and step % ckpt_every == 0 and step > start and not flush(self.checkpoint(step)):
-                    return Outcome("cancelled", done, reason=f"cancelled at step {step}")
+                if record and step % ckpt_every == 0 and step > start \
+                        and time.monotonic() - last_checkpoint >= plan.checkpoint_seconds:
+                    last_checkpoint = time.monotonic()
+                    if not flush(self.checkpoint(step)):
+                        return Outcome("cancelled", done, reason=f"cancelled at step {step}")
 
                 x, y = self.batch(step)
                 optimizer.zero_grad()

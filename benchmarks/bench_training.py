@@ -1,0 +1,102 @@
+"""What recording costs: the same training run with the book kept (every step's loss, lr, gradient
+norm and per-parameter statistics, snapshots and checkpoints every 100 steps, all written to SQLite
+through the real store) against recording off, on a ~100k-parameter MLP.
+
+    python benchmarks/bench_training.py [--steps 300] [--repeats 3]
+
+Runs alternate (off, on, off, on, ...) in one process so machine noise hits both alike. Noise only
+ever adds time, so the ratio of the fastest runs is the headline; the ratio of medians is printed
+beside it. Target: at most 1.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from service.spec import make_plan, parse_spec
+from service.store import Store
+from service.trainer import GradStats, Trainer
+
+
+def spec(steps: int) -> dict:
+    # 784-128-10: 784*128 + 128 + 128*10 + 10 = 101,770 parameters; minibatches of 128 rows
+    return {
+        "name": "bench",
+        "model": {"layers": [{"units": 128, "activation": "relu"}, {"units": 10, "activation": "linear"}],
+                  "init": {"scheme": "he", "seed": 0}},
+        "data": {"dataset": "linear", "n": 2048, "features": 784, "outputs": 10, "seed": 0},
+        "loss": "mse",
+        "optimizer": {"name": "adam", "lr": 1e-3},
+        "steps": steps,
+        "batch_size": 128,
+    }
+
+
+def run_off(doc) -> float:
+    trainer = Trainer(make_plan(parse_spec(doc)))
+    t0 = time.perf_counter()
+    trainer.run(writer=None)
+    return time.perf_counter() - t0
+
+
+def run_on(doc, store: Store) -> float:
+    trainer = Trainer(make_plan(parse_spec(doc)))
+    job_id = store.create_job("bench", doc)
+    store.set_param_names(job_id, trainer.names)
+    store.transition(job_id, "running", reason="benchmark")
+    writer = store.writer(job_id, trainer.names)
+    t0 = time.perf_counter()
+    outcome = trainer.run(writer)
+    seconds = time.perf_counter() - t0
+    assert outcome.status == "succeeded", outcome
+    store.transition(job_id, "succeeded", reason="benchmark")
+    return seconds
+
+
+def stats_only(doc, repeats: int = 200) -> tuple[float, float]:
+    """Time of one statistics pass over the flat gradient vs one training step, for the breakdown."""
+    trainer = Trainer(make_plan(parse_spec(doc)))
+    sizes = [p.data.size for p in trainer.params.values()]
+    g = np.random.default_rng(0).standard_normal(sum(sizes))
+    stats = GradStats(sizes)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        stats(g)
+    return (time.perf_counter() - t0) / repeats, sum(sizes)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    doc = spec(args.steps)
+    plan = make_plan(parse_spec(doc))
+    print(f"MLP {plan.sizes}: {plan.n_params:,} parameters, batch {plan.batch_size}, {args.steps} steps, "
+          f"snapshots every {plan.snapshot_every}, checkpoints every {plan.checkpoint_every}")
+    off, on = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(url=f"sqlite:///{Path(tmp) / 'bench.db'}")
+        run_off(spec(20))  # warm-up: imports, BLAS threads, page cache
+        run_on(spec(20), store)
+        for _ in range(args.repeats):
+            off.append(run_off(doc))
+            on.append(run_on(doc, store))
+        store.close()
+    per_stat, n = stats_only(doc)
+    for label, runs in (("recording off", off), ("recording on ", on)):
+        times = ", ".join(f"{t:.2f}" for t in runs)
+        print(f"{label}: {min(runs) / args.steps * 1e3:8.3f} ms/step fastest  (runs: {times} s)")
+    print(f"  of which per-parameter statistics over {n:,} gradients: {per_stat * 1e3:.3f} ms/step")
+    print(f"ratio on/off: {min(on) / min(off):.3f} fastest, {statistics.median(on) / statistics.median(off):.3f} "
+          "median  (target <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
