@@ -319,7 +319,8 @@ class Optimizer:
         parameter's ``.grad`` a view into them, so the next backward accumulates in place and the
         next step takes the fast path. Every parameter then takes part in the next step, with a zero
         gradient if backward does not reach it (torch's ``zero_grad(set_to_none=False)`` once each
-        parameter has had a gradient).
+        parameter has had a gradient). Tensors with ``requires_grad=False`` keep ``.grad = None``
+        and are skipped.
 
         ``set_to_none=True`` (torch's default): set every ``.grad`` to None; parameters that the next
         backward does not reach are skipped by the next step, exactly as torch skips them.
@@ -334,7 +335,8 @@ class Optimizer:
         views = self._grad_views
         if not all(map(_is, map(_get_grad, tensors), views)):
             for t, v in zip(tensors, views, strict=True):
-                t.grad = v
+                # a frozen tensor keeps grad None, so step() skips it as torch does
+                t.grad = v if t.requires_grad else None
 
     def _sync(self) -> list[bool] | None:
         """Bring replaced ``.data``/``.grad`` arrays back into the flat buffers; return which

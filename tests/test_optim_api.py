@@ -314,3 +314,15 @@ def test_lr_counters_and_group_lrs():
     a.grad, b.grad = np.ones(2), np.ones(2)
     opt.step()
     assert opt.last_lrs == [0.1, 0.5] and opt.lr == 0.05 and opt.step_count == 1
+
+
+def test_frozen_tensors_are_skipped_even_with_weight_decay():
+    live = Tensor(np.ones(2), requires_grad=True)
+    frozen = Tensor(np.ones(2), requires_grad=False)
+    opt = optim.AdamW([live, frozen], lr=0.1, weight_decay=0.5)
+    opt.zero_grad()
+    assert frozen.grad is None and live.grad is not None
+    live.grad[...] = 1.0
+    opt.step()
+    np.testing.assert_array_equal(frozen.data, [1.0, 1.0])
+    assert np.all(live.data < 1.0)
