@@ -223,6 +223,7 @@ class Optimizer:
             self._scratch[dt] = [np.empty(min(block, largest), dtype=dt) for _ in range(self.n_scratch)]
         for ch in self._chunks:
             self._alloc_state(ch)
+        self._grad_buf_list = list(self._grad_bufs.values())
 
     def _alloc_state(self, ch: _Chunk) -> None:
         """Create missing state arrays for the chunk's hyperparameters and rebuild its block views."""
@@ -373,7 +374,8 @@ class Optimizer:
         return None if all(active) else active
 
     def _grad_sumsq(self) -> float:
-        return sum(_sumsq(b) for b in self._grad_bufs.values())
+        bufs = self._grad_buf_list
+        return _sumsq(bufs[0]) if len(bufs) == 1 else sum(map(_sumsq, bufs))
 
     def _nonfinite_names(self) -> list[str]:
         return [n for n, v in zip(self._names, self._grad_views, strict=True) if not np.isfinite(v).all()]
