@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from service import presets as preset_catalog
 from service.datasets import DataError
-from service.spec import CsvData, SpecError, job_view, make_plan, parse_spec
+from service.spec import CsvData, SpecError, format_loc, job_view, make_plan, parse_spec
 
 from . import render
 
@@ -98,6 +98,11 @@ def get_job(store, job_id: int) -> dict:
     return job
 
 
+def check_range(start: int | None, end: int | None) -> None:
+    if start is not None and end is not None and start > end:
+        raise UsageError(f"--start {start} is after --end {end}")
+
+
 def print_json(value) -> None:
     sys.stdout.write(render.dumps(value) + "\n")
 
@@ -148,24 +153,30 @@ class _Bar:
         self.progress.update(self.task, completed=p.steps_done, loss=loss)
 
 
+@contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """SIGTERM ends training like Ctrl-C: the job is flushed and marked interrupted (resumable)."""
+    """While training, SIGTERM acts like Ctrl-C: the job is flushed and marked interrupted."""
     def handler(signum, frame):
         raise KeyboardInterrupt
 
-    with contextlib.suppress(ValueError):  # not in the main thread (e.g. under a test runner)
-        signal.signal(signal.SIGTERM, handler)
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(store, job_id: int, total: int, *, resume: bool, as_json: bool, quiet: bool) -> None:
     from service.trainer import run_job
 
     job = get_job(store, job_id)
-    _sigterm_as_interrupt()
     started = time.monotonic()
-    show_bar = not quiet
     try:
-        with _Bar(total, f"job {job_id} {job['name']}", show_bar) as bar:
+        with _sigterm_as_interrupt(), _Bar(total, f"job {job_id} {job['name']}", not quiet) as bar:
             outcome = run_job(store, job_id, resume=resume, progress=bar)
     except KeyboardInterrupt:
         err.print(f"job {job_id} interrupted; continue it with `gradbook resume {job_id}`")
@@ -213,10 +224,15 @@ def train(
         doc = preset_catalog.get(preset) if preset is not None else read_spec_file(spec_file)
         if name is not None and isinstance(doc, dict):
             doc["name"] = name
-        spec = parse_spec(doc)
-        if isinstance(spec.data, CsvData):  # the job must find its file from any directory
-            spec.data.csv = str(Path(spec.data.csv).resolve())
-        plan = make_plan(spec)  # loads CSV data now, so a bad file is a usage error, not a failed job
+        try:
+            spec = parse_spec(doc)
+            if isinstance(spec.data, CsvData):  # the job must find its file from any directory
+                spec.data.csv = str(Path(spec.data.csv).resolve())
+            plan = make_plan(spec)  # loads CSV data now: a bad file is a usage error, not a failed job
+        except SpecError as e:
+            lines = "".join(f"\n  {format_loc(x['loc'])}: {x['msg']}" if x["loc"] else f"\n  {x['msg']}"
+                            for x in e.errors)
+            raise UsageError(f"{spec_file or 'preset ' + preset}: invalid job spec{lines}") from None
         store = open_store(database_url)
         job_id = store.create_job(spec.name, spec.model_dump(mode="json"))
     _run(store, job_id, plan.total_steps, resume=False, as_json=as_json, quiet=quiet)
@@ -305,6 +321,7 @@ def history(
 ):
     """Loss, learning rate, gradient norm (and validation metrics) per step."""
     with usage_errors():
+        check_range(start, end)
         store = open_store(database_url)
         get_job(store, job_id)
         rows = store.history(job_id, start=start, end=end, max_points=max_points)
@@ -321,6 +338,7 @@ def gradients(
 ):
     """Per-parameter gradient statistics per step: norm, mean, std, min, max, non-finite count."""
     with usage_errors():
+        check_range(start, end)
         store = open_store(database_url)
         job = get_job(store, job_id)
         names = job.get("param_names") or []
@@ -376,7 +394,7 @@ def graph(
 def verify(
     job_id: Annotated[int, typer.Argument(metavar="JOB")],
     step: Annotated[int, typer.Option(min=0, help="Recorded step with a snapshot.")] = 0,
-    eps: Annotated[float, typer.Option(min=0, min_open=True, help="Bump size.")] = 1e-6,
+    eps: Annotated[float, typer.Option(min=1e-12, help="Bump size.")] = 1e-6,
     as_json: JsonFlag = False,
     database_url: DatabaseUrl = None,
 ):

@@ -81,8 +81,10 @@ def short(value) -> str:
 
 
 def to_table(rows: list[dict], first=("step",)) -> str:
+    """Aligned columns for reading; columns with no value in any row (e.g. validation metrics of a
+    job without validation) are left out."""
     rows = [flatten(r) for r in rows]
-    cols = columns_of(rows, first)
+    cols = [c for c in columns_of(rows, first) if any(r.get(c) is not None for r in rows)]
     if not cols:
         return "(no rows)"
     body = [[short(r.get(c)) for c in cols] for r in rows]
