@@ -72,14 +72,14 @@ from .errors import (
 )
 from .hyper import Hyper
 from .optimizer import STATE_FORMAT, STATE_VERSION, LoadReport, Optimizer
-from .registry import available, create, discover, get, load_errors, register
+from .registry import available, create, discover, get, load_errors, register, unregister
 from .rmsprop import RMSprop
 from .schedules import Schedule, available_schedules, make_schedule
 from .sgd import SGD
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam",
-    "register", "create", "available", "get", "discover", "load_errors",
+    "register", "unregister", "create", "available", "get", "discover", "load_errors",
     "Schedule", "make_schedule", "available_schedules", "schedules", "functional",
     "clip_grad_norm", "clip_grad_value",
     "pack_state", "unpack_state", "save_state", "load_state", "LoadReport", "STATE_FORMAT", "STATE_VERSION",

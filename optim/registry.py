@@ -52,6 +52,14 @@ def register(name: str):
     return decorate
 
 
+def unregister(name: str) -> None:
+    """Remove a name added with :func:`register` (a test cleaning up after itself)."""
+    if name not in _registry:
+        raise UnknownOptimizerError(f"unknown optimizer {name!r}; nothing to unregister")
+    del _registry[name]
+    del _sources[name]
+
+
 def discover(force: bool = False) -> None:
     """Load every entry point of the ``gradbook.optimizers`` group (once, unless ``force``)."""
     global _discovered

@@ -271,16 +271,21 @@ def test_register_decorator_and_clashes():
             scratch[0] *= -lr
             p += scratch[0]
 
-    w = Tensor(np.array([1.0, 1.0]), requires_grad=True)
-    opt = optim.create("test_signsgd", [w], lr=0.25)
-    w.grad = np.array([3.0, -0.1])
-    opt.step()
-    np.testing.assert_array_equal(w.data, [0.75, 1.25])
-    assert opt.state_dict()["meta"]["optimizer"] == "test_signsgd"
-    with pytest.raises(optim.RegistryError, match="taken by"):
-        optim.register("adam")(SignSGD)
-    with pytest.raises(optim.RegistryError, match="not a subclass"):
-        optim.register("test_bad")(object)
+    try:
+        w = Tensor(np.array([1.0, 1.0]), requires_grad=True)
+        opt = optim.create("test_signsgd", [w], lr=0.25)
+        w.grad = np.array([3.0, -0.1])
+        opt.step()
+        np.testing.assert_array_equal(w.data, [0.75, 1.25])
+        assert opt.state_dict()["meta"]["optimizer"] == "test_signsgd"
+        assert "test_signsgd" in [d["name"] for d in optim.available()]
+        with pytest.raises(optim.RegistryError, match="taken by"):
+            optim.register("adam")(SignSGD)
+        with pytest.raises(optim.RegistryError, match="not a subclass"):
+            optim.register("test_bad")(object)
+    finally:
+        optim.unregister("test_signsgd")  # other tests list the registry
+    assert "test_signsgd" not in [d["name"] for d in optim.available()]
 
 
 # ---- the functional core ---------------------------------------------------------------------------
