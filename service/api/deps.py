@@ -1,0 +1,54 @@
+"""What the routes depend on: the store, the executor, the settings, and the bearer token."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ..executor import Executor
+from ..server_settings import ServerSettings
+from ..store import Store
+from ..store_rollup import MAX_STEP
+from .errors import ApiError
+
+# Ids and steps are SQL INTEGERs; larger numbers are refused as input errors before any query.
+MAX_ID = 2**63 - 1
+
+_bearer = HTTPBearer(auto_error=False, description="Required when the server has GRADBOOK_API_TOKEN set.")
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def get_executor(request: Request) -> Executor:
+    return request.app.state.executor
+
+
+def get_settings(request: Request) -> ServerSettings:
+    return request.app.state.settings
+
+
+def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+) -> None:
+    """With a token configured, the request must carry ``Authorization: Bearer <token>``; compared in
+    constant time so the answer's timing tells nothing about the token."""
+    expected = request.app.state.settings.api_token
+    if expected is None:
+        return
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer <GRADBOOK_API_TOKEN>)",
+                       headers={"WWW-Authenticate": "Bearer"})
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+ExecutorDep = Annotated[Executor, Depends(get_executor)]
+SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="Job id.")]
+StepNumber = Annotated[int, Path(ge=0, le=MAX_STEP, description="Step number (from 0).")]

@@ -1,0 +1,199 @@
+"""Response bodies as pydantic models: they make the OpenAPI schema that clients and the contract
+test read. Floats are nullable wherever the book may hold NaN or infinity (written as null)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..spec import JobView
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+
+
+class JobOut(JobView):
+    """A job as the API and the CLI's --json show it."""
+
+    total_steps: int | None = Field(None, description="Updates the job makes in all (from steps or epochs).")
+    spec: dict | None = Field(None, description="The job spec, defaults filled in (listings leave it out "
+                                                "unless include_spec=true).")
+    updated_at: datetime | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+    total: int = Field(description="Jobs matching the filter, over all pages.")
+    limit: int
+    offset: int
+
+
+class Transition(BaseModel):
+    id: int
+    job_id: int
+    at: datetime
+    from_status: Status | None = Field(description="null for the job's creation.")
+    to_status: Status
+    reason: str | None = None
+    owner: str | None = Field(None, description="pid@host of the process that took the job, when it started.")
+
+
+class TransitionList(BaseModel):
+    transitions: list[Transition]
+
+
+# --- history -----------------------------------------------------------------------------------------
+
+
+class Bucket(BaseModel):
+    """min/max/mean over a bucket's finite-or-infinite values (NaN skipped) and the last value."""
+
+    min: float | None
+    max: float | None
+    mean: float | None
+    last: float | None
+
+
+class HistoryPoint(BaseModel):
+    """One recorded step (raw) or one bucket of steps (downsampled: ``step``..``step_end``, ``count``
+    steps, every series a Bucket)."""
+
+    model_config = ConfigDict(extra="allow")
+    step: int
+    step_end: int | None = Field(None, description="Last step in the bucket (downsampled only).")
+    count: int | None = Field(None, description="Recorded steps in the bucket (downsampled only).")
+    loss: float | Bucket | None
+    lr: float | Bucket | None
+    grad_norm: float | Bucket | None
+    val_loss: float | Bucket | None = None
+    val_accuracy: float | Bucket | None = None
+
+
+class History(BaseModel):
+    job_id: int
+    start: int | None
+    end: int | None
+    max_points: int
+    downsampled: bool = Field(description="True when points are buckets (the range spans more than "
+                                          "max_points steps).")
+    points: list[HistoryPoint]
+
+
+class GradientPoint(BaseModel):
+    step: int
+    step_end: int | None = None
+    count: int | None = None
+    norm: float | Bucket | None
+    mean: float | Bucket | None
+    std: float | Bucket | None
+    min: float | Bucket | None
+    max: float | Bucket | None
+    nonfinite: int | Bucket | None = Field(description="Entries of the gradient that were NaN or infinite.")
+
+
+class Gradients(BaseModel):
+    job_id: int
+    param: str
+    start: int | None
+    end: int | None
+    max_points: int
+    downsampled: bool
+    points: list[GradientPoint]
+
+
+class ParamStats(BaseModel):
+    norm: float | None
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    nonfinite: int | None
+
+
+class StepRecord(BaseModel):
+    job_id: int
+    step: int
+    loss: float | None = None
+    lr: float | None = None
+    grad_norm: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    stats: dict[str, ParamStats] | None = Field(None, description="Per-parameter gradient statistics.")
+    gradients: dict[str, list[Any]] | None = Field(
+        None, description="Parameter name -> gradient as nested lists (only at snapshot steps).")
+    params: dict[str, list[Any]] | None = Field(
+        None, description="Parameter name -> value before the update, nested lists (only at snapshot steps).")
+
+
+class VerifyOut(BaseModel):
+    job_id: int
+    step: int
+    n_params: int
+    eps: float
+    max_rel_error: float | None = Field(description="max |backprop - numerical| / max(|b|, |n|, 1e-8).")
+    worst_param: str
+    per_param: dict[str, float | None]
+    backprop_seconds: float
+    numerical_seconds: float
+    forward_passes: int
+    recorded_vs_replayed: float | None
+
+
+class GraphNode(BaseModel):
+    index: int
+    name: str
+    op: str
+    inputs: list[int]
+    shape: list[int]
+    value: Any = Field(None, description="Forward value (nested lists or a number).")
+    grad: Any = Field(None, description="dJ/d(node), same shape as value; null where none flows.")
+
+
+class GraphOut(BaseModel):
+    job_id: int
+    step: int
+    output: str
+    nodes: list[GraphNode]
+
+
+# --- catalogs ----------------------------------------------------------------------------------------
+
+
+class DatasetOut(BaseModel):
+    id: int
+    name: str
+    sha256: str
+    meta: dict = Field(description="rows, features, targets and column names.")
+    created_at: datetime | None
+
+
+class DatasetList(BaseModel):
+    datasets: list[DatasetOut]
+
+
+class OptimizerList(BaseModel):
+    optimizers: list[dict] = Field(description="name, class, summary, hyperparameters (name, type, default, "
+                                                "allowed range) and the options every optimizer takes.")
+    schedules: list[dict] = Field(default_factory=list, description="Learning-rate schedules.")
+
+
+class Preset(BaseModel):
+    name: str
+    description: str
+    spec: dict
+
+
+class PresetList(BaseModel):
+    presets: list[Preset]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: str
+    executor: dict
+    version: str
+
+
+class ErrorOut(BaseModel):
+    detail: str | list[dict] = Field(description="A message, or field errors [{loc, msg, type}].")
