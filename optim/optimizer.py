@@ -23,7 +23,7 @@ import numpy as np
 
 from autodiff import enable_grad
 
-from .errors import HyperparameterError, NonFiniteGradientError, StateDictError
+from .errors import HyperparameterError, NonFiniteGradientError, OptimError, StateDictError
 from .hyper import Hyper, to_json, validate_all
 from .params import collect, dtype_name
 from .schedules import Schedule, make_schedule
@@ -549,6 +549,15 @@ class Optimizer:
         """
         owner = type(self).__name__
         meta, arrays = _split(state_dict)
+        try:
+            return self._load(meta, arrays, strict, owner)
+        except (OptimError, NonFiniteGradientError):
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            # a hand-edited or truncated dict: say so rather than leak a bare KeyError
+            raise StateDictError(f"{owner}: malformed state dict ({type(e).__name__}: {e})") from None
+
+    def _load(self, meta: dict, arrays: Mapping, strict: bool, owner: str) -> LoadReport:
         if meta.get("format") != STATE_FORMAT:
             raise StateDictError(f"{owner}: not an optimizer state dict (format {meta.get('format')!r}, "
                                  f"expected {STATE_FORMAT!r})")

@@ -174,6 +174,7 @@ def test_dtype_change_is_never_loaded():
     (lambda sd: sd["meta"].update(optimizer="sgd"), "state dict is for optimizer 'sgd', not 'adam'"),
     (lambda sd: sd["arrays"].pop("state.w.exp_avg"), "lacks the 'exp_avg' array of parameter 'w'"),
     (lambda sd: sd["meta"]["groups"][0]["hyperparameters"].update(lr=-1), "lr must be a number"),
+    (lambda sd: sd["meta"]["params"]["w"].pop("shape"), "malformed state dict \\(KeyError: 'shape'\\)"),
 ])
 def test_corrupt_state_dicts_are_refused(edit, message):
     opt, _ = _adam_after_steps()
