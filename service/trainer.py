@@ -14,6 +14,7 @@ the uninterrupted run would have.
 
 from __future__ import annotations
 
+import operator
 import os
 import socket
 import time
@@ -165,6 +166,7 @@ class Trainer:
         self._train = plan.train
         self._full_batch = plan.batch_size >= plan.train.x.shape[0]
         self._epoch_order: tuple[int, np.ndarray | None] = (-1, None)  # the current epoch's row order
+        self._flat_views: tuple[list, np.ndarray] | None = None  # gradient views known to tile a buffer
 
     # --- pieces also used by verify and graphview
 
@@ -253,9 +255,12 @@ class Trainer:
         views into one flat buffer (zero_grad points .grad there and backward accumulates in place);
         when they are laid out in our order that buffer is used as it is, else they are copied."""
         grads = [p.grad for p in self.params.values()]
+        if self._flat_views is not None and all(map(operator.is_, grads, self._flat_views[0])):
+            return self._flat_views[1]  # the same views as last step: the same buffer
         base = grads[0].base if grads[0] is not None else None
         if (base is not None and base.ndim == 1 and base.size == self.flat_grad.size
                 and base.dtype == self.dtype and _laid_out_in_order(grads, base)):
+            self._flat_views = (grads, base)
             return base
         flat = [g.reshape(-1) if g is not None else np.zeros(p.data.size, self.dtype)
                 for g, p in zip(grads, self.params.values(), strict=True)]
