@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import numpy as np
 
@@ -250,13 +251,14 @@ class Optimizer:
         return list(self._names)
 
     @property
-    def param_groups(self) -> list[dict]:
-        """A copy of each group: ``{"params": [names], **hyperparameters}``. Change values with
-        :meth:`set_hyperparameters`."""
+    def param_groups(self) -> list[MappingProxyType]:
+        """Each group as a read-only mapping ``{"params": [names], **hyperparameters}``: assigning
+        to it (torch's ``group["lr"] = ...``) raises instead of silently doing nothing; change
+        values with :meth:`set_hyperparameters`."""
         out = []
         for gi, hp in enumerate(self._group_hp):
             names = [n for n, g in zip(self._names, self._groups_of, strict=True) if g == gi]
-            out.append({"params": names, **hp})
+            out.append(MappingProxyType({"params": names, **hp}))
         return out
 
     @property

@@ -202,6 +202,8 @@ def test_set_hyperparameters_validates_and_allocates_new_state():
         opt.set_hyperparameters(lr=-1)
     opt.set_hyperparameters(amsgrad=True, lr=0.2)
     assert opt.param_groups[0]["lr"] == 0.2 and opt.param_groups[0]["amsgrad"]
+    with pytest.raises(TypeError):
+        opt.param_groups[0]["lr"] = 0.5  # read-only: torch's idiom must not silently do nothing
     w.grad = np.ones(3)
     opt.step()
     assert "state.0.max_exp_avg_sq" in opt.state_dict()["arrays"]
