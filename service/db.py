@@ -52,9 +52,7 @@ def make_engine(url: str) -> Engine:
     memory = _is_memory_sqlite(parsed)
     if memory:
         # One shared connection, or every checkout would see its own empty database.
-        engine = create_engine(
-            parsed, poolclass=pool.StaticPool, connect_args={"check_same_thread": False}
-        )
+        engine = create_engine(parsed, poolclass=pool.StaticPool, connect_args={"check_same_thread": False})
     else:
         # Enough pooled connections for a threaded web server's concurrent readers.
         engine = create_engine(

@@ -19,6 +19,7 @@ NaN is stored as NULL (see models.py), so min, max and mean skip NaN like ``np.n
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,46 +162,105 @@ def rebuild(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, lo: in
 
 
 def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, steps, values) -> None:
-    """Update the rollups after raw rows were inserted for a batch (the fast path of :func:`rebuild`).
+    """Update the rollups after a batch's raw rows were inserted (the fast path of :func:`rebuild`).
 
-    ``steps`` (int array) and ``values`` (float array, one column per series, NaN where not
-    recorded or NaN) are the batch's rows ordered by (key, step); ``keys`` the key column (or None).
-    Blocks are aggregated with NumPy from the batch, except at each level the first block when it
-    starts before the batch: it may hold earlier rows, so SQL recomputes it from the level below.
+    ``steps`` (int array) and ``values`` (float array, a column per series, NaN where not recorded
+    or NaN) are the batch's rows ordered by (key, step); ``keys`` is the key column, or None.
+    Every level's blocks are aggregated from the batch with NumPy. A block that starts before the
+    batch already has a stored row aggregating exactly the earlier rows in it; it is read, merged
+    (min of mins, sum of sums, ...) and replaced. All levels then go in with one executemany.
     """
-    lo, hi = int(steps.min()), int(steps.max())
+    lo = int(steps.min())
     valid = ~np.isnan(values)
-    sums_in = np.where(valid, values, 0.0)
-    key_params = {f"{k}s": list(v) for k, v in key_in.items()}
+    zeroed = np.where(valid, values, 0.0)
+    parts = []
     for level in range(1, ROLLUP_LEVELS + 1):
         size = block_size(level)
-        first = lo // size * size
-        remove, add = _rebuild_statements(st, level)
-        conn.execute(remove, {"job_id": job_id, "lo": first, "hi": hi, **key_params})
         block = steps // size * size
         change = np.ones(len(steps), dtype=bool)
         change[1:] = block[1:] != block[:-1]
         if keys is not None:
             change[1:] |= keys[1:] != keys[:-1]
         starts = np.flatnonzero(change)
-        clean = block[starts] >= lo  # blocks that hold no rows from before this batch
-        if not clean.all():
-            bounds = {"lo": first, "hi": first + size - 1}
-            conn.execute(add, {"job_id": job_id, **bounds, **key_params})
-        if not clean.any():
-            continue
         ends = np.append(starts[1:], len(steps)) - 1
-        columns = [job_id] + ([keys[starts]] if keys is not None else [])
-        columns += [level, block[starts], steps[starts], steps[ends], ends - starts + 1]
-        with np.errstate(invalid="ignore"):  # all-NaN blocks give NaN, stored as NULL
+        with np.errstate(invalid="ignore"):  # an all-NaN block gives NaN, stored as NULL
             mins = np.fmin.reduceat(values, starts, axis=0)
             maxs = np.fmax.reduceat(values, starts, axis=0)
-            sums = np.add.reduceat(sums_in, starts, axis=0)
-        counts = np.add.reduceat(valid, starts, axis=0, dtype=np.int64)
-        for i in range(len(st.series)):
-            columns += [mins[:, i], maxs[:, i], sums[:, i], counts[:, i]]
-        rows = _rows(*[c[clean] if isinstance(c, np.ndarray) else c for c in columns])
-        executemany(conn, st.rollup, rows)
+            sums = np.add.reduceat(zeroed, starts, axis=0)
+        parts.append(
+            {
+                "key": keys[starts] if keys is not None else np.zeros(len(starts), dtype=np.int64),
+                "level": np.full(len(starts), level),
+                "block": block[starts],
+                "first": steps[starts],
+                "last": steps[ends],
+                "n": ends - starts + 1,
+                "min": mins,
+                "max": maxs,
+                "sum": sums,
+                "cnt": np.add.reduceat(valid, starts, axis=0, dtype=np.int64),
+            }
+        )
+    new = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    _merge_earlier_rows(conn, st, job_id, key_in, new, lo)
+    columns = [job_id] + ([new["key"]] if keys is not None else [])
+    columns += [new["level"], new["block"], new["first"], new["last"], new["n"]]
+    for i in range(len(st.series)):
+        columns += [new["min"][:, i], new["max"][:, i], new["sum"][:, i], new["cnt"][:, i]]
+    executemany(conn, st.rollup, _rows(*columns))
+
+
+def _merge_earlier_rows(conn, st: SeriesTable, job_id: int, key_in: dict, new: dict, lo: int) -> None:
+    """Fold stored rows of blocks that started before the batch into ``new``, and delete them."""
+    straddling = np.flatnonzero(new["block"] < lo)
+    if not len(straddling):
+        return
+    r = st.rollup
+    wanted = {(int(new["key"][i]), int(new["level"][i]), int(new["block"][i])): i for i in straddling}
+    levels = sorted({level for _, level, _ in wanted})
+    blocks = sorted({block for _, _, block in wanted})
+    # IN lists on each primary-key column let SQLite seek; a row-value IN would scan the job.
+    where = [
+        r.c.job_id == job_id,
+        *[r.c[k].in_(list(v)) for k, v in key_in.items()],
+        r.c.level.in_(levels),
+        r.c.block.in_(blocks),
+    ]
+    key = r.c[st.keys[0]] if st.keys else literal(0)
+    found = []
+    for row in conn.execute(select(key.label("key"), r).where(*where)).mappings():
+        i = wanted.get((row["key"], row["level"], row["block"]))
+        if i is None:
+            continue  # a (level, block) pair from the cross product that is not straddling
+        found.append({"job_id": job_id, "key": row["key"], "level": row["level"], "block": row["block"]})
+        _fold(new, i, row, st.series)
+    if found:
+        conn.execute(_delete_block_statement(st), found)
+
+
+def _fold(new: dict, i: int, row, series) -> None:
+    """Merge a stored block row into the batch's aggregates ``new[...][i]`` for the same block."""
+    new["first"][i] = row["step_first"]
+    new["n"][i] += row["n"]
+    with np.errstate(invalid="ignore"):  # inf + -inf is NaN, as in SQL
+        for j, s in enumerate(series):
+            old_min, old_max, old_sum = (row[f"{s}_{a}"] for a in ("min", "max", "sum"))
+            new["min"][i, j] = np.fmin(new["min"][i, j], math.nan if old_min is None else old_min)
+            new["max"][i, j] = np.fmax(new["max"][i, j], math.nan if old_max is None else old_max)
+            new["sum"][i, j] += math.nan if old_sum is None else old_sum  # NULL sum: NaN, stays NaN
+            new["cnt"][i, j] += row[f"{s}_cnt"]
+
+
+@functools.cache
+def _delete_block_statement(st: SeriesTable):
+    r = st.rollup
+    exact = [
+        r.c.job_id == bindparam("job_id"),
+        r.c.level == bindparam("level"),
+        r.c.block == bindparam("block"),
+    ]
+    exact += [r.c[k] == bindparam("key") for k in st.keys]
+    return delete(r).where(*exact)
 
 
 @dataclass(frozen=True)
