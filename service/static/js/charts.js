@@ -194,9 +194,11 @@ export class Chart {
 
   showReadout(idx) {
     if (idx === null || idx === undefined || !this.xs.length) {
-      this.readout.textContent = "\u00a0";
+      this.readout.textContent = this.xs.length ? "point at the plot for values" : "\u00a0";
+      this.readout.classList.add("idle");
       return;
     }
+    this.readout.classList.remove("idle");
     const parts = [`step ${fmtInt(this.picks[idx])}`];
     for (const line of this.lines) {
       let text = line.values ? fmtNum(line.values[idx], 5) : "";

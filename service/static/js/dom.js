@@ -73,8 +73,9 @@ export function fmtDuration(fromIso, toIso) {
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 export const ACTIVE = new Set(["queued", "running"]);
 
-export function statusBadge(status) {
-  return h("span", { class: `badge status-${status}`, "data-status": status }, status);
+/** A coloured status label; `live` marks the job's current state (a running one pulses). */
+export function statusBadge(status, live = false) {
+  return h("span", { class: `badge status-${status}${live ? " live" : ""}`, "data-status": status }, status);
 }
 
 /** The number of steps a spec asks for, when it says so directly (epochs depend on the data size). */

@@ -8,10 +8,21 @@
 import { fmtNum, s } from "./dom.js";
 
 const BOX_W = 124;
-const BOX_H = 76;
+const BOX_H = 82;
 const GAP_X = 46;
 const GAP_Y = 34;
 const PAD = 24;
+
+// How the lecture writes the ops; anything else is shown by its registered name.
+const OP_LABEL = {
+  matmul: "×", add: "+", sub: "−", mul: "·", div: "÷", neg: "−", relu: "relu", tanh: "tanh", sigmoid: "σ",
+  half_squared_error: "½(a−y)²", mse: "mean (a−y)²", binary_cross_entropy: "BCE", cross_entropy: "CE",
+};
+
+export function opLabel(op) {
+  const label = OP_LABEL[op] ?? op.replaceAll("_", " ");
+  return label.length > 12 ? `${label.slice(0, 11)}…` : label;
+}
 
 function size(value) {
   if (value === null || value === undefined) return 0;
@@ -119,12 +130,13 @@ export function drawGraph(graph) {
     g.append(s("rect", { width: BOX_W, height: BOX_H, rx: 9 }));
     g.append(s("text", { x: 10, y: 22, class: "node-name" }, n.name));
     if (n.op !== "input" && n.op !== "const") {
-      g.append(s("text", { x: BOX_W - 10, y: 22, class: "node-op", "text-anchor": "end" }, n.op.replaceAll("_", " ")));
+      g.append(s("text", { x: BOX_W - 10, y: 22, class: "node-op", "text-anchor": "end" }, opLabel(n.op)));
     }
-    g.append(s("text", { x: 10, y: 45, class: "node-value" }, s("tspan", { class: "label" }, "value "),
+    g.append(s("text", { x: 10, y: 48, class: "node-value" }, s("tspan", { class: "label" }, "value "),
       s("tspan", { class: "num" }, describe(n.value, n.shape))));
     if (n.grad !== null && n.grad !== undefined) {
-      g.append(s("text", { x: 10, y: 66, class: "node-grad" }, s("tspan", { class: "label" }, `∂${output}/∂ `),
+      const wrt = n.name.length <= 4 ? n.name : "·";
+      g.append(s("text", { x: 10, y: 71, class: "node-grad" }, s("tspan", { class: "label" }, `∂${output}/∂${wrt} `),
         s("tspan", { class: "num" }, describe(n.grad, n.shape))));
     }
     svg.append(g);

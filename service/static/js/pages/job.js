@@ -100,7 +100,7 @@ export class JobPage {
       onReset: () => this.zoom(null, null),
       onPick: (step) => { location.hash = `#/jobs/${this.id}/steps/${step}`; },
     };
-    this.charts.loss = new Chart(grid, { ...nav, id: "loss", title: "Loss", logToggle: true });
+    this.charts.loss = new Chart(grid, { ...nav, id: "loss", title: "Loss", logToggle: true, height: 300 });
     this.charts.gradNorm = new Chart(grid, { ...nav, id: "grad-norm", title: "Global gradient norm", logToggle: true });
     this.charts.lr = new Chart(grid, { ...nav, id: "lr", title: "Learning rate" });
     this.charts.params = new Chart(grid, { ...nav, id: "param-norms", title: "Gradient norm per parameter", logToggle: true });
@@ -163,7 +163,7 @@ export class JobPage {
       h("div", { class: "fact-value" }, value));
     this.actionMessage = h("p", { class: "error-text action-message" });
     clear(this.header).append(
-      h("div", { class: "job-title" }, h("h2", {}, `#${job.id} ${job.name ?? ""}`), statusBadge(job.status), actions),
+      h("div", { class: "job-title" }, h("h2", {}, `#${job.id} ${job.name ?? ""}`), statusBadge(job.status, true), actions),
       h("div", { class: "facts" },
         fact("steps", [h("span", { class: "num", "data-steps-done": job.steps_done ?? 0 },
           `${fmtInt(job.steps_done ?? 0)}${total ? ` / ${fmtInt(total)}` : ""}`), progressBar(job.steps_done ?? 0, total)]),
@@ -229,13 +229,16 @@ export class JobPage {
     if (this.controller) this.controller.abort();
     this.controller = new AbortController();
     const signal = this.controller.signal;
-    const maxPoints = Math.max(...Object.values(this.charts).map((c) => c.width()));
-    const range = { start: this.range.start, end: this.range.end, max_points: maxPoints };
+    // one point per pixel of the plot that shows it
+    const range = { start: this.range.start, end: this.range.end };
+    const historyPoints = this.charts.loss.width();
+    const gradientPoints = Math.max(this.charts.params.width(), this.charts.dist.width());
     const wanted = [...new Set([...this.selected, this.distParam].filter(Boolean))];
     try {
       const [history, ...grads] = await Promise.all([
-        api(`/jobs/${this.id}/history${query(range)}`, { signal }),
-        ...wanted.map((p) => api(`/jobs/${this.id}/gradients${query({ param: p, ...range })}`, { signal })),
+        api(`/jobs/${this.id}/history${query({ ...range, max_points: historyPoints })}`, { signal }),
+        ...wanted.map((p) => api(`/jobs/${this.id}/gradients${query({ param: p, ...range, max_points: gradientPoints })}`,
+          { signal })),
       ]);
       if (seq !== this.seq || this.destroyed) return;
       const byParam = new Map(wanted.map((p, i) => [p, grads[i]?.points ?? []]));

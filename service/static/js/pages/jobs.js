@@ -200,7 +200,7 @@ export class JobsPage {
       h("td", { class: "num" }, h("a", { href: `#/jobs/${job.id}` }, job.id)),
       h("td", {}, h("a", { href: `#/jobs/${job.id}`, class: "job-name" }, job.name ?? job.spec?.name ?? "job"),
         job.error ? h("div", { class: "error-text", title: job.error }, job.error) : null),
-      h("td", {}, statusBadge(job.status)),
+      h("td", {}, statusBadge(job.status, true)),
       h("td", { class: "steps" }, progressBar(job.steps_done ?? 0, total),
         h("span", { class: "num" }, `${fmtInt(job.steps_done ?? 0)}${total ? ` / ${fmtInt(total)}` : ""}`)),
       h("td", { class: "num loss" }, fmtNum(job.last_loss)),

@@ -39,7 +39,7 @@ function matrix(value, label) {
       h("td", { style: { background: heat(v, scale) }, "data-value": String(v) }, fmtNum(v, 4)))))));
   const cut = rows.length > MAX_ROWS || rows.some((r) => r.length > MAX_COLS);
   return h("div", { class: "matrix-box" },
-    h("div", { class: "matrix-label" }, label, h("span", { class: "muted" }, ` ${shape.length ? shape.join("×") : "scalar"}`)),
+    h("div", { class: "matrix-label" }, label, h("span", { class: "muted" }, `  shape (${shape.join(", ")}${shape.length === 1 ? "," : ""})`)),
     h("div", { class: "matrix-scroll" }, table),
     cut ? h("p", { class: "muted" }, `showing the first ${Math.min(rows.length, MAX_ROWS)} rows and ${MAX_COLS} columns of ${shape.join("×")}`) : null);
 }
