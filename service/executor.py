@@ -11,8 +11,9 @@ distributed queue) can replace these pools without touching the API.
 ``ProcessExecutor`` runs one job per worker process (default: one per core). Each worker gets its
 jobs over its own pipe, so the parent always knows which worker runs which job; cancellation is a
 slot in shared memory that the training loop polls every step (the trainer also sees a cancelled
-status at its next flush, so a job stops even if a flag were missed). Workers die with the server:
-on Linux through PR_SET_PDEATHSIG, elsewhere through a watchdog thread, so after a SIGKILL of the
+status at its next flush, so a job stops even if a flag were missed). Workers are forked from a
+forkserver that has the training code imported, so a new worker is ready in milliseconds. Workers
+die with the server - they watch a pipe only the server holds open - so after a SIGKILL of the
 server no worker keeps a job "running" and the next start marks it interrupted. A worker that dies
 is replaced; its job is marked interrupted (running) or queued again (not yet started).
 
@@ -22,12 +23,10 @@ is replaced; its job is marked interrupted (running) or queued again (not yet st
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import multiprocessing as mp
 import os
 import signal
-import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -248,33 +247,37 @@ class _PoolExecutor(Executor):
 # --- worker processes -------------------------------------------------------------------------------------
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Make this process end when the server does, even if the server is SIGKILLed."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+def _exit_with_server(lifeline) -> None:
+    """End this process the moment the server is gone, however it went (SIGKILL included).
+
+    ``lifeline`` is the read end of a pipe whose write end only the server holds: when the server
+    dies the kernel closes it and the read returns EOF. A worker left training after its server
+    died would keep its job "running" and out of reach of the next server's recovery.
+    """
+
+    def watch():
+        try:
+            wait_for([lifeline])
+            lifeline.recv()
+        except (EOFError, OSError):
+            pass
         os._exit(1)
 
-    def watchdog():  # other platforms, and a parent thread (not process) ending on Linux
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    threading.Thread(target=watchdog, name="parent-watchdog", daemon=True).start()
+    threading.Thread(target=watch, name="server-lifeline", daemon=True).start()
 
 
-def _process_worker(index: int, database_url: str, conn, flags, parent_pid: int) -> None:
+def _process_worker(index: int, database_url: str, conn, flags, lifeline) -> None:
     """Body of a worker process: open the store, then run the jobs sent over ``conn`` one by one."""
-    _die_with_parent(parent_pid)
-    # Ctrl-C in a terminal reaches the whole process group; the server decides what happens to jobs.
+    _exit_with_server(lifeline)
+    # Ctrl-C or a service manager's SIGTERM reaches the whole process group; the server decides
+    # what happens to running jobs (interrupted, resumable) and then ends its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import optim
 
+    from .api.datasets import dataset_resolver  # noqa: F401 - imported now, so the first job starts fast
     from .store import Store
-    from .trainer import run_job  # noqa: F401 - imported now so the first job starts fast
+    from .trainer import run_job  # noqa: F401
 
     optim.available()  # discover the optimizer entry points once, before the first job
     store = Store(database_url, migrate=False)
@@ -293,26 +296,66 @@ def _process_worker(index: int, database_url: str, conn, flags, parent_pid: int)
     store.close()
 
 
+# Imported once in the forkserver, so that each worker forked from it starts in milliseconds.
+PRELOAD = ["service.executor", "service.trainer", "service.store", "service.api.datasets", "optim"]
+
+
+def _context():
+    """A forkserver context where there is one (never fork the threaded server itself), else spawn."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        return ctx
+    return mp.get_context("spawn")
+
+
 class ProcessExecutor(_PoolExecutor):
     kind = "process"
 
     def __init__(self, store, workers: int | None = None):
         super().__init__(store, workers or os.cpu_count() or 1)
-        self._ctx = mp.get_context("spawn")  # never fork a threaded server
+        self._ctx = _context()
         self._flags = self._ctx.RawArray("q", self.workers)  # slot -> id of the job told to stop
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
+        self._wake_lock = threading.Lock()
+        self._lifeline_r, self._lifeline_w = self._ctx.Pipe(duplex=False)  # see _exit_with_server
         self._monitor: threading.Thread | None = None
 
     def start(self) -> None:
-        super().start()
+        """Start the workers in the background: the server answers at once, and jobs submitted
+        meanwhile wait in the queue until a worker is up."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
         self._monitor = threading.Thread(target=self._watch, name="executor-monitor", daemon=True)
         self._monitor.start()
+        threading.Thread(target=self._launch_all, name="executor-start", daemon=True).start()
+
+    def _launch_all(self) -> None:
+        for slot in self._slots:
+            while True:
+                try:
+                    with self._lock:
+                        if self._closed:
+                            return
+                        self._launch(slot)
+                        self._dispatch()
+                    break
+                except OSError:
+                    log.exception("could not start worker %s; retrying", slot.index)
+                    time.sleep(1.0)
+            self._wake()  # the monitor listens to the new worker from now on
+
+    def _wake(self) -> None:
+        with self._wake_lock, contextlib.suppress(OSError):
+            self._wake_w.send(None)
 
     def _launch(self, slot: _Slot) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=_process_worker, name=f"gradbook-worker-{slot.index}",
-            args=(slot.index, self.store.url, child, self._flags, os.getpid()), daemon=True,
+            args=(slot.index, self.store.url, child, self._flags, self._lifeline_r), daemon=True,
         )
         process.start()
         child.close()
@@ -386,10 +429,16 @@ class ProcessExecutor(_PoolExecutor):
                         self._pending.move_to_end(job_id, last=False)
             except StoreError:
                 log.exception("could not recover job %s", job_id)
-        if not closing:
-            with self._lock:
-                self._launch(slot)
-                self._dispatch()
+        while not closing:
+            try:
+                with self._lock:
+                    self._launch(slot)
+                    self._dispatch()
+                return
+            except OSError:  # e.g. the forkserver was killed with us; mp starts a new one next time
+                log.exception("could not start worker %s; retrying", slot.index)
+                time.sleep(1.0)
+                closing = self._closed
 
     def _stop_workers(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -407,8 +456,7 @@ class ProcessExecutor(_PoolExecutor):
             if process.is_alive():
                 process.kill()
                 process.join(1.0)
-        with contextlib.suppress(OSError):
-            self._wake_w.send(None)
+        self._wake()
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(5.0)
         for slot in slots:

@@ -89,7 +89,7 @@ async def events(
         if job is None:
             return None, [], []
         changes = store.job_events(job_id, after_id=state["after_event"])
-        lo = state["after_step"] + 1
+        lo = max(0, state["after_step"] + 1)
         points = []
         if lo <= MAX_STEP:
             points = store.history(job_id, start=lo, end=min(lo + BATCH - 1, MAX_STEP), max_points=BATCH)

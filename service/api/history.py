@@ -152,7 +152,7 @@ def _csv_cell(value) -> str:
     return str(value)
 
 
-def _csv_chunks(columns: list[str], rows):
+def csv_chunks(columns: list[str], rows):
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
@@ -167,7 +167,7 @@ def _csv_chunks(columns: list[str], rows):
     yield buf.getvalue().encode()
 
 
-def _ndjson_chunks(rows):
+def ndjson_chunks(rows):
     lines = []
     for row in rows:
         try:
@@ -199,6 +199,6 @@ def export(job_id: JobId, store: StoreDep,
     name = f"job-{job_id}.{format.value}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if format is ExportFormat.csv:
-        return StreamingResponse(_csv_chunks(columns, rows), media_type="text/csv; charset=utf-8",
+        return StreamingResponse(csv_chunks(columns, rows), media_type="text/csv; charset=utf-8",
                                  headers=headers)
-    return StreamingResponse(_ndjson_chunks(rows), media_type="application/x-ndjson", headers=headers)
+    return StreamingResponse(ndjson_chunks(rows), media_type="application/x-ndjson", headers=headers)
