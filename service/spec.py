@@ -396,12 +396,12 @@ def make_plan(spec: JobSpec, resolve_dataset=None) -> Plan:
 
 def default_snapshot_every(n_params: int) -> int:
     """Every step up to GRADBOOK_SMALL_MODEL_PARAMS parameters; beyond, every K steps with K the
-    smallest of 1, 2, 5 x 10^k that is at least GRADBOOK_LARGE_SNAPSHOT_EVERY and n_params / 1000, so
-    that snapshots (gradients and parameters) average at most about 2,000 stored values a step."""
+    smallest of 1, 2, 5 x 10^k that is at least GRADBOOK_LARGE_SNAPSHOT_EVERY and n_params / 2000, so
+    that snapshots (gradients and parameters) average at most about 4,000 stored values a step."""
     limits = settings()
     if n_params <= limits.small_model_params:
         return 1
-    want = max(limits.large_snapshot_every, math.ceil(n_params / 1000))
+    want = max(limits.large_snapshot_every, math.ceil(n_params / 2000))
     k = 1
     while True:
         for m in (1, 2, 5):
