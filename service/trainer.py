@@ -14,6 +14,7 @@ the uninterrupted run would have.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 import socket
@@ -30,6 +31,7 @@ from optim.errors import NonFiniteGradientError
 
 from .settings import settings
 from .spec import Plan, SpecError, make_plan, parse_spec
+from .store_errors import JobStateError
 
 STAT_COLUMNS = ("norm", "mean", "std", "min", "max", "nonfinite")
 
@@ -357,8 +359,8 @@ class Trainer:
                 if on_tick is not None and now - last_tick >= 0.1:
                     last_tick = now
                     on_tick(done, loss_value)
-            if record:
-                flush(self.checkpoint(total))
+            if record and not flush(self.checkpoint(total)):
+                return Outcome("cancelled", done, reason=f"cancelled at step {total}")
             return Outcome("succeeded", done)
         except BaseException:
             if record:
@@ -453,7 +455,7 @@ def run_job(store, job_id: int, *, resume: bool = False, should_stop: Callable[[
         message = f"{type(e).__name__}: {e}"
         store.transition(job_id, "failed", reason="error", error=message)
         return Outcome("failed", store.get_job(job_id)["steps_done"], error=message)
-    if store.get_job(job_id)["status"] == "running":  # else it was ended from outside (cancel)
+    with contextlib.suppress(JobStateError):  # raised when it was ended from outside (a cancel)
         store.transition(job_id, outcome.status, reason=outcome.reason or outcome.error or outcome.status,
                          error=outcome.error)
     return outcome

@@ -252,6 +252,26 @@ def test_cancellation_keeps_the_history_so_far(store):
     assert [r["step"] for r in rows(store, job_id)] == list(range(12))
 
 
+def test_a_cancel_from_outside_is_noticed_at_the_next_flush(store, monkeypatch):
+    monkeypatch.setenv("GRADBOOK_FLUSH_ROWS", "5")
+    job_id = store.create_job("seed", presets.get("seed"))
+    api = Store(url=store.url)  # another connection, as the REST process would have
+    calls = []
+
+    def cancel_from_the_api_at_step_20():
+        calls.append(1)
+        if len(calls) == 21:
+            api.transition(job_id, "cancelled", reason="cancelled over REST")
+        return False
+
+    outcome = run_job(store, job_id, should_stop=cancel_from_the_api_at_step_20)
+    api.close()
+    job = store.get_job(job_id)
+    assert outcome.status == "cancelled" and job["status"] == "cancelled" and job["error"] is None
+    steps = [r["step"] for r in rows(store, job_id)]
+    assert steps == list(range(len(steps))) and 20 <= len(steps) <= 25
+
+
 def test_resumed_history_equals_the_uninterrupted_one(store):
     doc = moons_short(optimizer={"name": "adam", "lr": 0.01,
                                  "schedule": {"name": "cosine", "t_max": 40}, "clip_grad_norm": 1.0})
