@@ -11,13 +11,16 @@ import numpy as np
 
 
 def flatten(row: dict) -> dict:
-    """Nested bucket values ({"loss": {"min": .., "max": ..}}) become columns "loss_min", ...;
-    arrays become lists."""
+    """A downsampled bucket's series ({"loss": {"min", "max", "mean", "last"}}) become columns
+    "loss" (the bucket's mean, so a plot of step against loss reads the same raw or bucketed),
+    "loss_min", "loss_max" and "loss_last"."""
     out = {}
     for key, value in row.items():
         if isinstance(value, dict):
-            for sub, v in flatten(value).items():
-                out[f"{key}_{sub}"] = v
+            out[key] = value.get("mean")
+            for sub, v in value.items():
+                if sub != "mean":
+                    out[f"{key}_{sub}"] = v
         else:
             out[key] = value
     return out

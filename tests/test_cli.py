@@ -62,6 +62,11 @@ def test_train_seed_preset_json_and_history(gb):
 
     buckets = json.loads(gb("history", job["id"], "--format", "json", "--max-points", 10).stdout)
     assert 1 <= len(buckets) <= 10 and buckets[0]["loss"]["max"] >= 2.0
+    text = gb("history", job["id"], "--format", "csv", "--max-points", 10).stdout
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert {"step", "loss", "loss_min", "loss_max", "loss_last"} <= set(table[0])
+    assert len(table) == len(buckets)
+    assert [float(r["loss"]) for r in table] == [b["loss"]["mean"] for b in buckets]
 
     text = gb("history", job["id"], "--end", 2).stdout
     assert text.splitlines()[0].split()[:2] == ["step", "loss"] and "val_loss" not in text
