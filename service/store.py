@@ -124,6 +124,7 @@ class Store:
         self.url = database_url(url)
         self.engine = make_engine(self.url)
         self._reader = reader(self.engine)
+        self._results = query.ResultCache()
         if migrate:
             upgrade(self.url, engine=self.engine)
 
@@ -444,12 +445,10 @@ class Store:
                 .order_by(History.step.desc())
                 .limit(1)
             ).scalar()
+            values = {"updated_at": _now()}  # also tells readers' caches that history changed
             if job.steps_done > from_step:
-                conn.execute(
-                    update(Job)
-                    .where(Job.id == job_id)
-                    .values(steps_done=from_step, last_loss=last_loss, updated_at=_now())
-                )
+                values.update(steps_done=from_step, last_loss=last_loss)
+            conn.execute(update(Job).where(Job.id == job_id).values(**values))
 
     @staticmethod
     def _delete_steps(conn: Connection, job_id: int, n_params: int, lo: int, hi: int = rollup.MAX_STEP):
@@ -481,6 +480,7 @@ class Store:
             lo = max(0, hi - span + 1)
             with self.engine.begin() as conn:
                 self._delete_steps(conn, job_id, n_params, lo, hi)
+                conn.execute(update(Job).where(Job.id == job_id).values(updated_at=_now()))
                 levels = list(range(1, ROLLUP_LEVELS + 1))
                 r = history_rollup
                 conn.execute(delete(r).where(r.c.job_id == job_id, r.c.level.in_(levels), r.c.block >= lo))
@@ -507,8 +507,12 @@ class Store:
         steps, else at most ``max_points`` buckets (see service.store_query)."""
         query.check_range(start, end, max_points)
         with self._reader.begin() as conn:
-            self._job_row(conn, job_id)
-            return query.history(conn, job_id, start, end, max_points)
+            job = self._job_row(conn, job_id)
+            return self._cached(
+                job,
+                ("history", start, end, max_points),
+                lambda: query.history(conn, job_id, start, end, max_points),
+            )
 
     def gradients(
         self,
@@ -521,10 +525,27 @@ class Store:
         """One parameter's gradient statistics over [start, end], raw or bucketed like history."""
         query.check_range(start, end, max_points)
         with self._reader.begin() as conn:
-            names = self._param_names(conn, job_id)
+            job = self._job_row(conn, job_id)
+            names = [] if job.param_names is None else json.loads(job.param_names)
             if param not in names:
                 raise UnknownParam(job_id, param, names)
-            return query.gradients(conn, job_id, names.index(param), start, end, max_points)
+            index = names.index(param)
+            return self._cached(
+                job,
+                ("gradients", index, start, end, max_points),
+                lambda: query.gradients(conn, job_id, index, start, end, max_points),
+            )
+
+    def _cached(self, job, request: tuple, compute) -> list[dict]:
+        """Range results are cached per job version: every change to a job's history (flush,
+        truncate, delete) also sets its updated_at in the same transaction, and the job row is
+        read in the same read transaction as the history. Callers get copies."""
+        key = (job.id, _aware(job.updated_at), job.steps_done, *request)
+        points = self._results.get(key)
+        if points is None:
+            points = compute()
+            self._results.put(key, points)
+        return query.copy_points(points)
 
     def _param_names(self, conn: Connection, job_id: int) -> list[str]:
         job = self._job_row(conn, job_id)

@@ -13,6 +13,8 @@ value), ``last`` is the value at ``step_end``.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -22,6 +24,7 @@ from .models import HISTORY_SERIES, STAT_SERIES, History, ParamStat, StepArray
 from .store_arrays import decode_array
 
 NAN = math.nan
+_H_COLUMNS = (*HISTORY_SERIES, "nan_mask")
 
 
 def check_range(start, end, max_points) -> None:
@@ -46,17 +49,37 @@ def _stat_value(name: str, value):
     return int(value) if name == "nonfinite" else value
 
 
-def history_point(row) -> dict:
-    point = {"step": row.step}
-    for bit, s in enumerate(HISTORY_SERIES):
-        point[s] = _history_value(getattr(row, s), row.nan_mask, bit)
+def _values(st: rollup.SeriesTable, row, at: int) -> list:
+    """Decoded series values from ``row[at:]`` laid out as :func:`store_rollup.raw_columns`."""
+    n = len(st.series)
+    if st is rollup.HISTORY:
+        mask = row[at + n]
+        return [_history_value(row[at + i], mask, i) for i in range(n)]
+    return [_stat_value(s, row[at + i]) for i, s in enumerate(st.series)]
+
+
+def raw_point(st: rollup.SeriesTable, row) -> dict:
+    """A raw point from a row of ``store_rollup.raw_columns(st)`` (positional: Row attribute access
+    costs microseconds, and there can be thousands of rows)."""
+    point = {"step": row[0]}
+    point.update(zip(st.series, _values(st, row, 1), strict=True))
     return point
 
 
-def stat_point(row) -> dict:
-    point = {"step": row.step}
-    for s in STAT_SERIES:
-        point[s] = _stat_value(s, getattr(row, s))
+def _bucket_point(st: rollup.SeriesTable, row) -> dict:
+    """A bucket from a row of ``store_rollup.bucket_rows``."""
+    point = {"step": row[0], "step_end": row[1], "count": row[2]}
+    lasts = _values(st, row, 3 + 4 * len(st.series))
+    for i, s in enumerate(st.series):
+        lo, hi, total, count = row[3 + 4 * i : 7 + 4 * i]
+        if count == 0:
+            agg = {"min": None, "max": None, "mean": None}
+        else:
+            if s == "nonfinite":
+                lo, hi = int(lo), int(hi)
+            agg = {"min": lo, "max": hi, "mean": NAN if total is None else total / count}
+        agg["last"] = lasts[i]
+        point[s] = agg
     return point
 
 
@@ -67,7 +90,7 @@ def _extent(conn: Connection, table, where: list) -> tuple[int | None, int | Non
     return tuple(conn.execute(select(first, last)).one())
 
 
-def _series_range(conn, st: rollup.SeriesTable, job_id: int, key_in: dict, start, end, max_points, point):
+def _series_range(conn, st: rollup.SeriesTable, job_id: int, key_in: dict, start, end, max_points):
     table = st.raw
     where = [table.c.job_id == job_id] + [table.c[k].in_(v) for k, v in key_in.items()]
     first, last = _extent(conn, table, where)
@@ -78,38 +101,18 @@ def _series_range(conn, st: rollup.SeriesTable, job_id: int, key_in: dict, start
     if lo > hi:
         return []
     if hi - lo + 1 <= max_points:
-        rows = conn.execute(select(table).where(*where, table.c.step.between(lo, hi)).order_by(table.c.step))
-        return [point(r) for r in rows]
-
-    buckets = rollup.bucket_rows(conn, st, job_id, key_in, rollup.plan(lo, hi, max_points))
-    ends = [b.s1 for b in buckets]
-    last_rows = {r.step: point(r) for r in conn.execute(select(table).where(*where, table.c.step.in_(ends)))}
-    return [_bucket_point(st, b, last_rows[b.s1]) for b in buckets]
-
-
-def _bucket_point(st: rollup.SeriesTable, b, last: dict) -> dict:
-    point = {"step": b.s0, "step_end": b.s1, "count": b.n}
-    for s in st.series:
-        count, total = getattr(b, f"{s}_cnt"), getattr(b, f"{s}_sum")
-        if count == 0:
-            agg = {"min": None, "max": None, "mean": None}
-        else:
-            lo, hi = getattr(b, f"{s}_min"), getattr(b, f"{s}_max")
-            if s == "nonfinite":
-                lo, hi = int(lo), int(hi)
-            agg = {"min": lo, "max": hi, "mean": NAN if total is None else total / count}
-        agg["last"] = last[s]
-        point[s] = agg
-    return point
+        query = select(*rollup.raw_columns(st)).where(*where, table.c.step.between(lo, hi))
+        return [raw_point(st, r) for r in conn.execute(query.order_by(table.c.step))]
+    rows = rollup.bucket_rows(conn, st, job_id, key_in, rollup.plan(lo, hi, max_points))
+    return [_bucket_point(st, r) for r in rows]
 
 
 def history(conn: Connection, job_id: int, start, end, max_points: int) -> list[dict]:
-    return _series_range(conn, rollup.HISTORY, job_id, {}, start, end, max_points, history_point)
+    return _series_range(conn, rollup.HISTORY, job_id, {}, start, end, max_points)
 
 
 def gradients(conn: Connection, job_id: int, param_index: int, start, end, max_points: int) -> list[dict]:
-    key_in = {"param": [param_index]}
-    return _series_range(conn, rollup.PARAM_STATS, job_id, key_in, start, end, max_points, stat_point)
+    return _series_range(conn, rollup.PARAM_STATS, job_id, {"param": [param_index]}, start, end, max_points)
 
 
 def step(conn: Connection, job_id: int, step_number: int, param_names: list[str]) -> dict | None:
@@ -120,7 +123,13 @@ def step(conn: Connection, job_id: int, step_number: int, param_names: list[str]
     ).all()
     if row is None and not arrays:
         return None
-    result = history_point(row) if row is not None else {"step": step_number}
+    result = {"step": step_number}
+    if row is not None:
+        result.update(
+            zip(
+                HISTORY_SERIES, _values(rollup.HISTORY, [getattr(row, c) for c in _H_COLUMNS], 0), strict=True
+            )
+        )
     if param_names:
         stats = conn.execute(
             select(ps).where(
@@ -145,17 +154,20 @@ def export_chunk(conn: Connection, job_id: int, lo: int, hi: int, limit: int, pa
     """Up to ``limit`` full rows (history plus every parameter's statistics) from step ``lo`` on."""
     h, ps = History, ParamStat
     rows = conn.execute(
-        select(h).where(h.job_id == job_id, h.step.between(lo, hi)).order_by(h.step).limit(limit)
+        select(*rollup.raw_columns(rollup.HISTORY))
+        .where(h.job_id == job_id, h.step.between(lo, hi))
+        .order_by(h.step)
+        .limit(limit)
     ).all()
     if not rows:
         return []
-    out = {r.step: history_point(r) for r in rows}
+    out = {r[0]: raw_point(rollup.HISTORY, r) for r in rows}
     if param_names:
         stats = conn.execute(
             select(ps).where(
                 ps.job_id == job_id,
                 ps.param.in_(list(range(len(param_names)))),
-                ps.step.between(rows[0].step, rows[-1].step),
+                ps.step.between(rows[0][0], rows[-1][0]),
             )
         )
         for r in stats:
@@ -165,3 +177,31 @@ def export_chunk(conn: Connection, job_id: int, lo: int, hi: int, limit: int, pa
                 for s in STAT_SERIES:
                     point[f"{name}_{s}"] = _stat_value(s, getattr(r, s))
     return list(out.values())
+
+
+class ResultCache:
+    """A small thread-safe LRU of query results (many clients polling one chart ask the same)."""
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+def copy_points(points: list[dict]) -> list[dict]:
+    """Copies of points (and of their per-series dicts), so callers may change what they get."""
+    return [{k: dict(v) if isinstance(v, dict) else v for k, v in p.items()} for p in points]

@@ -308,19 +308,31 @@ def _segments(start: int, end: int, level: int):
     yield from _segments(stop, end, level - 1)
 
 
+def raw_columns(st: SeriesTable) -> list:
+    """step, the series, and for history its nan_mask: what a raw point is decoded from."""
+    t = st.raw
+    return [t.c.step, *[t.c[s] for s in st.series]] + ([t.c.nan_mask] if "nan_mask" in t.c else [])
+
+
 @functools.cache
 def _bucket_statement(st: SeriesTable, levels: tuple[int, ...]):
-    """The bucket query over segments of these levels (bounds lo_i/hi_i, bucket width :width).
-    Built once per shape so that SQLAlchemy reuses the compiled SQL."""
+    """The bucket query over segments of these levels (bounds lo_i/hi_i, bucket width :width),
+    joined to the raw row at each bucket's last step for its ``last`` values. Built once per
+    shape so that SQLAlchemy reuses the compiled SQL."""
     parts = [_source(st, level, f"lo_{i}", f"hi_{i}") for i, level in enumerate(levels)]
     src = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
-    aggregates = _aggregates(st, src)
-    # Ordered by an aggregate (min step), which PostgreSQL accepts whatever the GROUP BY says.
-    return select(*aggregates).group_by(src.c.s0 // bindparam("width")).order_by(aggregates[0])
+    buckets = select(*_aggregates(st, src)).group_by(src.c.s0 // bindparam("width")).subquery("b")
+    raw = st.raw
+    on = [raw.c.job_id == bindparam("job_id"), raw.c.step == buckets.c.s1]
+    on += [raw.c[k].in_(bindparam(f"{k}s", expanding=True)) for k in st.keys]
+    # LEFT JOIN makes SQLite loop over the few buckets and look each last row up by primary key.
+    joined = buckets.outerjoin(raw, and_(*on))
+    return select(buckets, *raw_columns(st)[1:]).select_from(joined).order_by(buckets.c.s0)
 
 
 def bucket_rows(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, p: Plan):
-    """One row per non-empty bucket, ordered by step: s0, s1, n, then per series min, max, sum, cnt."""
+    """One row per non-empty bucket, ordered by step: s0, s1, n, per series min, max, sum (NULL when
+    NaN), cnt, then the raw values at s1 (series, and nan_mask for history)."""
     params = {"job_id": job_id, "width": p.width, **{f"{k}s": list(v) for k, v in key_in.items()}}
     for i, (_level, lo, hi) in enumerate(p.segments):
         params[f"lo_{i}"], params[f"hi_{i}"] = lo, hi

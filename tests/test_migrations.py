@@ -127,7 +127,7 @@ def test_schema_and_queries_render_for_postgresql():
     plan = rollup.plan(0, 999_999, 1000)
     for st in (rollup.HISTORY, rollup.PARAM_STATS):
         sql = str(rollup._bucket_statement(st, tuple(s[0] for s in plan.segments)).compile(dialect=dialect))
-        assert "GROUP BY" in sql and "ORDER BY s0" in sql
+        assert "GROUP BY" in sql and "LEFT OUTER JOIN" in sql and "ORDER BY b.s0" in sql
         for level in (1, rollup.ROLLUP_LEVELS):
             remove, add = rollup._rebuild_statements(st, level)
             rendered = str(add.compile(dialect=dialect))

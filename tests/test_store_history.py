@@ -235,3 +235,21 @@ def test_spikes_survive_downsampling(store):
     assert len(spike) == 1 and spike[0]["loss"]["max"] == 1e6 and spike[0]["loss"]["min"] == 1.0
     n = spike[0]["count"]
     assert spike[0]["loss"]["mean"] == pytest.approx((1e6 + n - 1) / n)
+
+
+def test_cached_results_follow_new_writes_and_are_private_copies(store):
+    job_id = store.create_job("live", {})
+    w = store.writer(job_id, ["w"])
+    for s in range(3000):
+        w.add_step(s, float(s), 0.1, 1.0, np.ones((1, 6)))
+    w.flush()
+    first = store.history(job_id, max_points=10)
+    first[0]["loss"]["max"] = "changed by the caller"
+    again = store.history(job_id, max_points=10)
+    assert again[0]["loss"]["max"] == float(again[0]["step_end"])  # the cache was not touched
+    w.add_step(3000, 1e9, 0.1, 1.0, np.ones((1, 6)))
+    w.flush()
+    assert store.history(job_id, max_points=10)[-1]["loss"]["max"] == 1e9
+    assert store.gradients(job_id, "w", 2990, None)[-1]["step"] == 3000
+    store.truncate_history(job_id, 2000)
+    assert store.history(job_id, max_points=10)[-1]["step_end"] == 1999
