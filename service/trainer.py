@@ -31,6 +31,7 @@ from optim.errors import NonFiniteGradientError
 
 from .settings import settings
 from .spec import Plan, SpecError, make_plan, parse_spec
+from .store import Checkpoint
 from .store_errors import JobStateError
 
 STAT_COLUMNS = ("norm", "mean", "std", "min", "max", "nonfinite")
@@ -193,20 +194,24 @@ class Trainer:
             return self._train.x, self._train.y
         return self._train.x[idx], self._train.y[idx]
 
+    def target(self, y):
+        """Targets as the loss takes them: integer labels stay arrays, the rest become tensors."""
+        return y if self.plan.spec.loss == "cross_entropy" else ad.Tensor(y, name="y")
+
     def loss(self, x, y, params: dict | None = None) -> ad.Tensor:
-        """The loss J of the model on (x, y); ``params`` swaps in other parameter tensors."""
-        if params is not None:
-            for layer in self.model.layers:
-                layer.w = params[f"w{layer.index}"]
-                layer.b = params[f"b{layer.index}"]
+        """The loss J of the model on (x, y); ``params`` (name -> Tensor) swaps in other parameter
+        tensors for this one evaluation (numerical differentiation bumps copies, not ours)."""
+        if params is None:
+            return self.loss_fn(self.model(ad.Tensor(x, name="x")), self.target(y))
+        self._use(params)
         try:
-            return self.loss_fn(self.model(ad.Tensor(x, name="x")), ad.Tensor(y, name="y")
-                                if self.plan.spec.loss != "cross_entropy" else y)
+            return self.loss_fn(self.model(ad.Tensor(x, name="x")), self.target(y))
         finally:
-            if params is not None:
-                for layer in self.model.layers:
-                    layer.w = self.params[f"w{layer.index}"]
-                    layer.b = self.params[f"b{layer.index}"]
+            self._use(self.params)
+
+    def _use(self, params: dict) -> None:
+        for layer in self.model.layers:
+            layer.w, layer.b = params[f"w{layer.index}"], params[f"b{layer.index}"]
 
     def set_params(self, values: dict[str, np.ndarray]) -> None:
         """Overwrite parameter values in place (the optimizer may hold views of them)."""
@@ -215,9 +220,8 @@ class Trainer:
 
     # --- checkpoints
 
-    def checkpoint(self, step: int):
-        from .store import Checkpoint
-
+    def checkpoint(self, step: int) -> Checkpoint:
+        """Parameters, optimizer state and where the shuffling stands, to continue at ``step``."""
         arrays = {f"param.{name}": p.data.copy() for name, p in self.params.items()}
         state = split_arrays(self.optimizer.state_dict(), arrays, "optim.")
         meta = {"format": 1, "step": step, "optimizer": state,
@@ -238,10 +242,8 @@ class Trainer:
         """Validation loss and accuracy (None for regression losses)."""
         with ad.no_grad():
             out = self.model(ad.Tensor(data.x))
-            y = data.y
-            target = y if self.plan.spec.loss == "cross_entropy" else ad.Tensor(y)
-            loss = float(self.loss_fn(out, target).data)
-        kind = self.plan.spec.loss
+            loss = float(self.loss_fn(out, self.target(data.y)).data)
+        y, kind = data.y, self.plan.spec.loss
         if kind == "cross_entropy":
             acc = float(np.mean(np.argmax(out.data, axis=1) == y))
         elif kind == "binary_cross_entropy":
