@@ -170,6 +170,7 @@ class Trainer:
         self._full_batch = plan.batch_size >= plan.train.x.shape[0]
         self._epoch_order: tuple[int, np.ndarray | None] = (-1, None)  # the current epoch's row order
         self._flat_views: tuple[list, np.ndarray] | None = None  # gradient views known to tile a buffer
+        self._splits = np.cumsum(sizes)[:-1]  # where each parameter's segment of the flat buffer ends
 
     # --- pieces also used by verify and graphview
 
@@ -280,13 +281,8 @@ class Trainer:
         ``checkpoint_seconds`` unless the spec set checkpoint_every) and at the end.
         ``on_flush(steps_done, loss)`` runs after each flush, ``on_tick(steps_done, loss)`` at most
         ten times a second. Exceptions propagate after pending rows are flushed."""
-        plan = self.plan
-        limits = settings()
+        plan, limits, optimizer = self.plan, settings(), self.optimizer
         total = plan.total_steps
-        val_every = plan.spec.validation.every if plan.spec.validation else 0
-        snap_every, ckpt_every = plan.snapshot_every, plan.checkpoint_every
-        names, params, optimizer = self.names, self.params, self.optimizer
-        splits = np.cumsum([p.data.size for p in params.values()])[:-1]
         record = writer is not None
         last_flush = last_tick = last_checkpoint = time.monotonic()
         loss_value: float | None = None
@@ -301,78 +297,77 @@ class Trainer:
                 on_flush(done, loss_value)
             return status in (None, "running")
 
-        # overflow and NaN are outcomes the loop records (and ends on), not warnings to print
-        errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
-        try:
-            errstate.__enter__()
-            for step in range(start, total):
-                if should_stop is not None and should_stop():
-                    if record:
-                        flush()
-                    return Outcome("cancelled", done, reason=f"cancelled at step {step}")
-                if record and step % ckpt_every == 0 and step > start \
-                        and time.monotonic() - last_checkpoint >= plan.checkpoint_seconds:
-                    last_checkpoint = time.monotonic()
-                    if not flush(self.checkpoint(step)):
-                        return Outcome("cancelled", done, reason=f"cancelled at step {step}")
-
-                x, y = self.batch(step)
-                optimizer.zero_grad()
-                J = self.loss(x, y)
-                J.backward()
-                loss_value = float(J.data)
-
-                if record:
-                    g = self.gradients_into_flat()
-                    stats, grad_norm = self.stats(g)
-                    val_loss = val_acc = None
-                    if val_every and step % val_every == 0:
-                        val_loss, val_acc = self.evaluate(plan.val)
-                    writer.add_step(step, loss_value, current_lr(optimizer), grad_norm, stats,
-                                    val_loss=val_loss, val_accuracy=val_acc)
-                    if step % snap_every == 0:
-                        # views are enough: the writer encodes the bytes at once (before the update)
-                        grads = np.split(g, splits)
-                        shaped = {n: gr.reshape(params[n].shape) for n, gr in zip(names, grads, strict=True)}
-                        writer.add_snapshot(step, shaped, {n: params[n].data for n in names})
-
-                if not np.isfinite(loss_value):
-                    done = step + 1 if record else step
-                    if record:
-                        flush()
-                    what = "nan" if np.isnan(loss_value) else "inf" if loss_value > 0 else "-inf"
-                    return Outcome("failed", done, error=f"diverged at step {step}: loss is {what}")
-
-                try:
-                    optimizer.step()
-                except NonFiniteGradientError as e:
-                    done = step + 1 if record else step
-                    if record:
-                        flush()
-                    which = ", ".join(e.names) or "some parameter"
-                    return Outcome("failed", done, error=f"diverged at step {step}: gradient of {which} is "
-                                                         "not finite")
-                done = step + 1
-
-                now = time.monotonic()
-                due = now - last_flush >= limits.flush_seconds
-                if record and (due or writer.pending >= limits.flush_rows) and not flush():
-                    return Outcome("cancelled", done, reason=f"cancelled at step {done}")
-                if on_tick is not None and now - last_tick >= 0.1:
-                    last_tick = now
-                    on_tick(done, loss_value)
-            if record and not flush(self.checkpoint(total)):
-                return Outcome("cancelled", done, reason=f"cancelled at step {total}")
-            return Outcome("succeeded", done)
-        except BaseException:
+        def stop(status: str, error: str | None = None, reason: str | None = None) -> Outcome:
             if record:
-                try:
-                    writer.flush()
-                except Exception:  # the original error matters more than a failed last write
-                    pass
-            raise
-        finally:
-            errstate.__exit__(None, None, None)
+                flush()
+            return Outcome(status, done, error=error, reason=reason)
+
+        # overflow and NaN are outcomes the loop records (and ends on), not warnings to print
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            try:
+                for step in range(start, total):
+                    if should_stop is not None and should_stop():
+                        return stop("cancelled", reason=f"cancelled at step {step}")
+                    if record and step % plan.checkpoint_every == 0 and step > start \
+                            and time.monotonic() - last_checkpoint >= plan.checkpoint_seconds:
+                        last_checkpoint = time.monotonic()
+                        if not flush(self.checkpoint(step)):
+                            return Outcome("cancelled", done, reason=f"cancelled at step {step}")
+
+                    x, y = self.batch(step)
+                    optimizer.zero_grad()
+                    J = self.loss(x, y)
+                    J.backward()
+                    loss_value = float(J.data)
+                    if record:
+                        self._record(writer, step, loss_value)
+
+                    if not np.isfinite(loss_value):
+                        done = step + record
+                        what = "nan" if np.isnan(loss_value) else "inf" if loss_value > 0 else "-inf"
+                        return stop("failed", error=f"diverged at step {step}: loss is {what}")
+                    try:
+                        optimizer.step()
+                    except NonFiniteGradientError as e:
+                        done = step + record
+                        which = ", ".join(e.names) or "a parameter"
+                        return stop("failed", error=f"diverged at step {step}: gradient of {which} "
+                                                    "is not finite")
+                    done = step + 1
+
+                    now = time.monotonic()
+                    if record and (now - last_flush >= limits.flush_seconds
+                                   or writer.pending >= limits.flush_rows) and not flush():
+                        return Outcome("cancelled", done, reason=f"cancelled at step {done}")
+                    if on_tick is not None and now - last_tick >= 0.1:
+                        last_tick = now
+                        on_tick(done, loss_value)
+                if record and not flush(self.checkpoint(total)):
+                    return Outcome("cancelled", done, reason=f"cancelled at step {total}")
+                return Outcome("succeeded", done)
+            except BaseException:
+                if record:
+                    with contextlib.suppress(Exception):  # the original error matters more
+                        writer.flush()
+                raise
+
+    def _record(self, writer, step: int, loss_value: float) -> None:
+        """Hand step ``step`` to the writer: scalars, per-parameter statistics, maybe a snapshot.
+        Runs before the optimizer step, which may clip the gradients in place."""
+        plan = self.plan
+        g = self.gradients_into_flat()
+        stats, grad_norm = self.stats(g)
+        val_loss = val_acc = None
+        if plan.val is not None and step % plan.spec.validation.every == 0:
+            val_loss, val_acc = self.evaluate(plan.val)
+        writer.add_step(step, loss_value, current_lr(self.optimizer), grad_norm, stats,
+                        val_loss=val_loss, val_accuracy=val_acc)
+        if step % plan.snapshot_every == 0:
+            # views are enough: the writer encodes the bytes at once, before the update
+            grads = np.split(g, self._splits)
+            writer.add_snapshot(step, {n: gr.reshape(self.params[n].shape)
+                                       for n, gr in zip(self.names, grads, strict=True)},
+                                {n: p.data for n, p in self.params.items()})
 
 
 def _laid_out_in_order(arrays: list, base: np.ndarray) -> bool:

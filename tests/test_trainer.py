@@ -239,6 +239,19 @@ def test_non_finite_gradient_entries_are_counted(store):
     assert store.step(job_id, 0)["gradients"]["w1"].ravel().tolist() == [math.inf, math.inf]
 
 
+def test_a_non_finite_gradient_with_a_finite_loss_fails_the_job(store):
+    # pred = 1e308 * 0 = 0, J = (0 - 1)² = 1, but dJ/dw = x * 2 (pred - y) = -2e308 overflows to -inf
+    doc = {"model": {"layers": [{"units": 1, "activation": "linear"}], "init": {"w1": [[0.0]]}},
+           "data": {"x": [[1e308]], "y": [[1.0]]}, "loss": "mse",
+           "optimizer": {"name": "sgd", "lr": 0.1}, "steps": 5}
+    job_id, outcome = train(store, doc)
+    job = store.get_job(job_id)
+    assert outcome.status == "failed" and job["error"] == "diverged at step 0: gradient of w1 is not finite"
+    [row] = rows(store, job_id)
+    assert row["loss"] == 1.0 and store.gradients(job_id, "w1")[0]["nonfinite"] == 1
+    assert store.gradients(job_id, "b1")[0]["nonfinite"] == 0
+
+
 def test_cancellation_keeps_the_history_so_far(store):
     calls = []
 
