@@ -227,28 +227,27 @@ def _merge_earlier_rows(conn, st: SeriesTable, job_id: int, key_in: dict, new: d
         r.c.block.in_(blocks),
     ]
     key = r.c[st.keys[0]] if st.keys else literal(0)
-    found = []
-    for row in conn.execute(select(key.label("key"), r).where(*where)).mappings():
-        i = wanted.get((row["key"], row["level"], row["block"]))
-        if i is None:
-            continue  # a (level, block) pair from the cross product that is not straddling
-        found.append({"job_id": job_id, "key": row["key"], "level": row["level"], "block": row["block"]})
-        _fold(new, i, row, st.series)
-    if found:
-        conn.execute(_delete_block_statement(st), found)
-
-
-def _fold(new: dict, i: int, row, series) -> None:
-    """Merge a stored block row into the batch's aggregates ``new[...][i]`` for the same block."""
-    new["first"][i] = row["step_first"]
-    new["n"][i] += row["n"]
+    values = [r.c[f"{s}_{a}"] for s in st.series for a in ("min", "max", "sum", "cnt")]
+    query = select(key, r.c.level, r.c.block, r.c.step_first, r.c.n, *values).where(*where)
+    at, old = [], []
+    for row in conn.execute(query):
+        i = wanted.get((row[0], row[1], row[2]))
+        if i is not None:  # not a (level, block) pair of the cross product that does not straddle
+            at.append(i)
+            old.append([math.nan if v is None else v for v in row])
+    if not at:
+        return
+    at, old = np.array(at), np.array(old, dtype=np.float64)
+    new["first"][at] = old[:, 3]
+    new["n"][at] += old[:, 4].astype(np.int64)
+    series = old[:, 5:].reshape(len(at), len(st.series), 4)
     with np.errstate(invalid="ignore"):  # inf + -inf is NaN, as in SQL
-        for j, s in enumerate(series):
-            old_min, old_max, old_sum = (row[f"{s}_{a}"] for a in ("min", "max", "sum"))
-            new["min"][i, j] = np.fmin(new["min"][i, j], math.nan if old_min is None else old_min)
-            new["max"][i, j] = np.fmax(new["max"][i, j], math.nan if old_max is None else old_max)
-            new["sum"][i, j] += math.nan if old_sum is None else old_sum  # NULL sum: NaN, stays NaN
-            new["cnt"][i, j] += row[f"{s}_cnt"]
+        new["min"][at] = np.fmin(new["min"][at], series[..., 0])
+        new["max"][at] = np.fmax(new["max"][at], series[..., 1])
+        new["sum"][at] += series[..., 2]  # a NULL (NaN) sum stays NaN
+    new["cnt"][at] += series[..., 3].astype(np.int64)
+    keys = [{"job_id": job_id, "key": int(k), "level": int(lv), "block": int(b)} for k, lv, b in old[:, :3]]
+    conn.execute(_delete_block_statement(st), keys)
 
 
 @functools.cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import repeat
+
 import numpy as np
 from sqlalchemy import insert
 from sqlalchemy.engine import Connection
@@ -11,27 +13,21 @@ def rows(*columns) -> list[tuple]:
     """Rows for executemany from columns: 1-d or 2-d arrays of equal length, or a scalar repeated.
     NaN becomes None (NULL) on every database.
 
-    Filling an object array and calling ``tolist`` builds the Python rows in C, about twice as fast
-    as a comprehension over zipped columns.
+    ``zip`` over per-column lists builds the row tuples in C, several times faster than a Python
+    loop; only columns that hold a NaN pay for a pass replacing it.
     """
     n = next(len(c) for c in columns if isinstance(c, np.ndarray))
-    blocks = [c.reshape(n, -1) if isinstance(c, np.ndarray) else c for c in columns]
-    width = sum(b.shape[1] if isinstance(b, np.ndarray) else 1 for b in blocks)
-    cells = np.empty((n, width), dtype=object)
-    at = 0
-    for block in blocks:
-        if not isinstance(block, np.ndarray):
-            cells[:, at] = block
-            at += 1
+    lists = []
+    for column in columns:
+        if not isinstance(column, np.ndarray):
+            lists.append(repeat(column, n))
             continue
-        view = cells[:, at : at + block.shape[1]]
-        view[...] = block
-        if block.dtype.kind == "f":
-            nan = np.isnan(block)
-            if nan.any():
-                view[nan] = None
-        at += block.shape[1]
-    return list(map(tuple, cells.tolist()))
+        for col in column.reshape(n, -1).T:
+            values = col.tolist()
+            if col.dtype.kind == "f" and np.isnan(col).any():
+                values = [None if v != v else v for v in values]
+            lists.append(values)
+    return list(zip(*lists, strict=False))  # repeat() columns are endless
 
 
 def executemany(conn: Connection, table, rows: list[tuple]) -> None:

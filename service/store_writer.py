@@ -102,7 +102,7 @@ class HistoryWriter:
         self._last_step = -1 if last_step is None else last_step  # steps must increase past this
         self._steps: list[int] = []
         self._scalars: list[tuple] = []
-        self._stats: list[np.ndarray] = []
+        self._stats = np.empty((64, len(self.param_names), len(STAT_SERIES)))  # grows by doubling
         self._arrays: list[dict] = []
 
     @property
@@ -123,18 +123,18 @@ class HistoryWriter:
             _scalar("val_loss", val_loss, True),
             _scalar("val_accuracy", val_accuracy, True),
         )
-        stats = np.array(param_stats, dtype=np.float64)  # a copy: the caller may reuse its buffer
-        expected = (len(self.param_names), len(STAT_SERIES))
-        if stats.shape != expected:
-            raise ValueError(
-                f"param_stats: expected shape {expected} (params x {STAT_SERIES}), got {stats.shape}"
-            )
-        counts = stats[:, -1]
-        if not np.all((counts >= 0) & (counts <= 2**53) & (counts == np.floor(counts))):  # False for NaN
-            raise ValueError(f"param_stats: the nonfinite column must hold counts, got {counts.tolist()}")
+        expected, shape = self._stats.shape[1:], np.shape(param_stats)
+        if shape != expected:
+            raise ValueError(f"param_stats: expected shape {expected} (params x {STAT_SERIES}), got {shape}")
+        n = len(self._steps)
+        if n == len(self._stats):
+            self._stats = np.concatenate([self._stats, np.empty_like(self._stats)])
+        try:
+            self._stats[n] = param_stats  # a copy: the caller may reuse its array
+        except (TypeError, ValueError):
+            raise ValueError(f"param_stats: expected numbers, got {param_stats!r}") from None
         self._steps.append(step)
         self._scalars.append(scalars)
-        self._stats.append(stats)
         self._last_step = step
         if len(self._steps) >= AUTOFLUSH_STEPS:
             self.flush()
@@ -151,6 +151,7 @@ class HistoryWriter:
         Returns the job's status after the write, so a training loop can notice a cancellation.
         """
         job = Job.__table__
+        self._check_counts()
         with self._store.engine.begin() as conn:
             if self._steps:
                 self._write_rows(conn)
@@ -165,8 +166,18 @@ class HistoryWriter:
                 progress["last_loss"] = last_loss if math.isfinite(last_loss) else None
             conn.execute(update(job).where(job.c.id == self.job_id).values(**progress))
             status = conn.execute(select(job.c.status).where(job.c.id == self.job_id)).scalar_one()
-        self._steps, self._scalars, self._stats, self._arrays = [], [], [], []
+        self._steps, self._scalars, self._arrays = [], [], []
         return status
+
+    def _check_counts(self) -> None:
+        counts = self._stats[: len(self._steps), :, -1]
+        bad = ~((counts >= 0) & (counts <= 2**53) & (counts == np.floor(counts)))  # True for NaN
+        if bad.any():
+            i, p = np.argwhere(bad)[0]
+            raise ValueError(
+                f"param_stats: at step {self._steps[i]}, parameter {self.param_names[p]!r}: the nonfinite "
+                f"column must hold a count, got {counts[i, p]!r} (nothing of this batch was written)"
+            )
 
     def _write_rows(self, conn: Connection) -> None:
         steps = np.array(self._steps, dtype=np.int64)
@@ -182,7 +193,7 @@ class HistoryWriter:
         n_params = len(self.param_names)
         if n_params:
             # (steps, P, 6) -> rows ordered (param, step), the primary key's order.
-            stats = np.stack(self._stats).transpose(1, 0, 2).reshape(-1, len(STAT_SERIES))
+            stats = self._stats[: len(steps)].transpose(1, 0, 2).reshape(-1, len(STAT_SERIES))
             param_col = np.repeat(np.arange(n_params), len(steps))
             step_col = np.tile(steps, n_params)
             stat_rows = rows(

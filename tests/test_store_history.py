@@ -108,14 +108,19 @@ def test_writer_refuses_bad_input(store):
         w.add_step(5, 1.0, 0.1, 1.0, _stats(5))
     with pytest.raises(ValueError, match="param_stats: expected shape"):
         w.add_step(6, 1.0, 0.1, 1.0, np.zeros((3, 6)))
-    with pytest.raises(ValueError, match="nonfinite column"):
-        w.add_step(6, 1.0, 0.1, 1.0, np.full((2, 6), np.nan))
+    with pytest.raises(ValueError, match="param_stats: expected numbers"):
+        w.add_step(6, 1.0, 0.1, 1.0, [["x"] * 6] * 2)
     with pytest.raises(ValueError, match="loss"):
         w.add_step(6, None, 0.1, 1.0, _stats(6))
     with pytest.raises(ValueError, match="step: expected a non-negative integer"):
         w.add_step(-1, 1.0, 0.1, 1.0, _stats(6))
     assert w.pending == 1
     w.flush()
+    bad = store.writer(store.create_job("bad counts", {}), NAMES)
+    bad.add_step(0, 1.0, 0.1, 1.0, np.full((2, 6), 0.5))
+    with pytest.raises(ValueError, match="at step 0, parameter 'w1': the nonfinite column"):
+        bad.flush()
+    assert bad.pending == 1
     with pytest.raises(JobStateError, match="param_names"):
         store.writer(job_id, ["other", "names"])
     with pytest.raises(ValueError, match="start: 5 is after end 2"):
