@@ -410,7 +410,8 @@ def verify(
     typer.echo(f"  backprop:  {report.backprop_seconds * 1e3:10.3f} ms  (one forward + backward)")
     typer.echo(f"  numerical: {report.numerical_seconds * 1e3:10.3f} ms  ({report.forward_passes:,} forward "
                f"passes, {report.numerical_seconds / max(report.backprop_seconds, 1e-12):,.0f}x)")
-    typer.echo(f"  largest relative error {report.max_rel_error:.3g} (in {report.worst_param})")
+    typer.echo(f"  largest relative error {report.max_rel_error:.3g} (in {report.worst_param}), "
+               f"largest absolute error {report.max_abs_error:.3g}")
     for name, e in report.per_param.items():
         typer.echo(f"    {name:8} {e:.3g}")
     if report.recorded_vs_replayed:

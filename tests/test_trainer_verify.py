@@ -1,0 +1,96 @@
+"""Numerical verification of recorded gradients, and the graph of a recorded step."""
+
+import numpy as np
+import pytest
+
+from service import presets
+from service.graphview import GraphError, job_graph, preset_graph
+from service.store import Store
+from service.trainer import run_job
+from service.verify import VerifyError, relative_error, verify_step
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(url=f"sqlite:///{tmp_path / 'gradbook.db'}")
+    yield s
+    s.close()
+
+
+def trained(store, name, **changes):
+    doc = presets.get(name)
+    doc.update(changes)
+    job_id = store.create_job(doc["name"], doc)
+    assert run_job(store, job_id).status == "succeeded"
+    return job_id
+
+
+class Tampered:
+    """The store, except that one recorded gradient entry is off by ``delta``."""
+
+    def __init__(self, store, param, delta):
+        self.store, self.param, self.delta = store, param, delta
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def step(self, job_id, step):
+        record = self.store.step(job_id, step)
+        record["gradients"][self.param].reshape(-1)[0] += self.delta
+        return record
+
+
+def test_recorded_gradients_agree_with_bumping(store):
+    job_id = trained(store, "spirals", steps=3)
+    report = verify_step(store, job_id, 2)
+    assert report.n_params == 2 * 32 + 32 + 32 * 32 + 32 + 32 * 3 + 3
+    assert report.forward_passes == 2 * report.n_params
+    assert set(report.per_param) == {"w1", "b1", "w2", "b2", "w3", "b3"}
+    # central differences at eps 1e-6 are good to ~1e-10 absolute; relative to the smallest gradient
+    # entries (~1e-7 here) that is ~1e-3, the usual bound for ReLU networks
+    assert report.max_abs_error < 1e-8 and report.max_rel_error < 1e-2
+    assert report.recorded_vs_replayed == 0.0  # replaying backprop at the snapshot gives the record
+
+
+def test_a_wrong_recorded_gradient_is_caught(store):
+    job_id = trained(store, "xor", steps=5)
+    report = verify_step(Tampered(store, "w2", 1e-3), job_id, 3)
+    assert report.worst_param == "w2" and report.max_rel_error > 1e-3
+    assert max(e for name, e in report.per_param.items() if name != "w2") < 1e-6
+
+
+def test_float32_jobs_are_checked_against_float64_bumping(store):
+    job_id = trained(store, "sine", steps=3, dtype="float32")
+    report = verify_step(store, job_id, 1)
+    assert 0 < report.max_rel_error < 1e-2  # float32 rounding, not an error of backprop
+
+
+def test_verify_refuses_what_it_cannot_check(store, monkeypatch):
+    job_id = trained(store, "seed", steps=3)
+    with pytest.raises(VerifyError, match="no recorded step 7"):
+        verify_step(store, job_id, 7)
+    with pytest.raises(VerifyError, match="no job 99"):
+        verify_step(store, 99, 0)
+    monkeypatch.setenv("GRADBOOK_VERIFY_MAX_PARAMS", "3")
+    with pytest.raises(VerifyError, match="bumping each needs 8 forward passes, over the limit of 3"):
+        verify_step(store, job_id, 0)
+
+
+def test_relative_error_treats_two_zeros_as_agreement():
+    assert relative_error(np.array([0.0, 1.0, -2.0]), np.array([0.0, 1.0 + 1e-9, -2.0])).tolist() == \
+        pytest.approx([0.0, 1e-9, 0.0], abs=1e-15)
+
+
+def test_graph_of_a_recorded_minibatch_step_gives_its_loss(store):
+    job_id = trained(store, "moons", epochs=2)
+    for step in (0, 7):
+        graph = job_graph(store, job_id, step)
+        assert graph.output.name == "J"
+        assert float(graph.output.value) == store.step(job_id, step)["loss"]
+        assert graph.node("x").value.shape == (32, 2)  # the very minibatch of that step
+
+
+def test_graphs_of_large_batches_are_refused(monkeypatch):
+    monkeypatch.setenv("GRADBOOK_GRAPH_MAX_VALUES", "100")
+    with pytest.raises(GraphError, match="over the limit of 100"):
+        preset_graph("moons")
