@@ -398,6 +398,7 @@ def test_uploaded_dataset_trains_like_the_same_data_inline(app_client):
     ("x,y\n1,2\n3\n", ["row 3", "1 columns"]),
     ("", ["empty"]),
     ("x,y\n", ["no data rows"]),
+    ("x,y\n1,2\r3,4\n", ["CSV"]),
 ])
 def test_bad_csv_uploads_name_the_row_and_column(app_client, body, words):
     r = app_client.post("/datasets", content=body, headers={"Content-Type": "text/csv"})

@@ -103,6 +103,13 @@ def test_bad_fields_are_named(app, path, value, loc, words):
     assert any(words in e["msg"] for e in detail), detail
 
 
+@pytest.mark.parametrize("data", [{"dataset": []}, {"dataset": {"a": 1}}, {"dataset_id": [1]}, [], "xor"])
+def test_odd_data_shapes_are_client_errors(app, data):
+    r = app.post("/jobs", json=bad(["data"], data))
+    assert r.status_code == 422, r.text
+    assert all(e["loc"][:1] == ["body"] for e in r.json()["detail"])
+
+
 def test_limits_from_the_environment(app, monkeypatch):
     monkeypatch.setenv("GRADBOOK_MAX_STEPS", "50")
     monkeypatch.setenv("GRADBOOK_MAX_UNITS", "8")

@@ -6,6 +6,7 @@ API (checking a spec at submission) and the workers (training) hand to the train
 
 from __future__ import annotations
 
+import csv
 from typing import Annotated
 
 import numpy as np
@@ -62,6 +63,8 @@ def check_csv(raw: bytes, targets: int) -> dict:
         x, y, columns = parse_csv(text, targets, ("body",))
     except DataError as e:
         raise field_error(422, list(e.loc), e.msg) from None
+    except csv.Error as e:  # e.g. a lone carriage return inside a field
+        raise field_error(422, ["body"], f"not readable as CSV: {e}") from None
     for a, offset in ((x, 0), (y, x.shape[1])):
         bad = np.argwhere(~np.isfinite(a))
         if bad.size:

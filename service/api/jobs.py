@@ -94,7 +94,11 @@ def _spec_request_body() -> dict:
 
 def validate_spec(store, doc) -> tuple[JobSpec, int]:
     """The parsed spec and its total steps, or a 422 naming each bad field (data included)."""
-    spec = parse_spec(doc)
+    try:
+        spec = parse_spec(doc)
+    except (TypeError, KeyError, AttributeError) as e:
+        # A shape of document the spec's validators did not foresee: still the client's error.
+        raise field_error(422, ["body"], f"not a valid job spec ({type(e).__name__}: {e})") from None
     if isinstance(spec.data, CsvData):
         raise field_error(422, ["body", "data", "csv"], "CSV paths are not read over HTTP; upload the file "
                           "with POST /datasets and give {\"dataset_id\": ID}")
