@@ -209,8 +209,8 @@ def _summary(store, job: dict, seconds: float) -> str:
 
 @app.command()
 def train(
-    spec_file: Annotated[Path | None, typer.Argument(metavar="[SPEC.json]", help="Job spec file.",
-                                                     show_default=False)] = None,
+    spec_file: Annotated[Path | None, typer.Argument(
+        metavar="SPEC.json", help="Job spec file (or use --preset).", show_default=False)] = None,
     preset: Annotated[str | None, typer.Option(help="Train a preset (see `gradbook presets`).")] = None,
     name: Annotated[str | None, typer.Option(help="Override the job name.")] = None,
     as_json: JsonFlag = False,
