@@ -16,6 +16,17 @@ function drawable(v, log) {
   return log && v <= 0 ? null : v;
 }
 
+/** uPlot's own padding, except that a flat series gets a small band around it (uPlot would show
+ * 0..100 for a loss that sits at exactly 0). */
+function linearRange(u, min, max) {
+  if (min === null || max === null) return [0, 1];
+  if (min === max) {
+    const pad = min === 0 ? 1 : Math.abs(min) * 0.1;
+    return [min >= 0 && min - pad < 0 ? 0 : min - pad, max + pad];
+  }
+  return uPlot.rangeNum(min, max, 0.1, true);
+}
+
 const AXIS = { stroke: "#334155", font: "13px system-ui, sans-serif", grid: { stroke: "#e2e8f0", width: 1 },
   ticks: { stroke: "#cbd5e1", width: 1 } };
 
@@ -139,14 +150,15 @@ export class Chart {
       legend: { show: false },
       scales: {
         x: { time: false, range: (u, min, max) => chart.xRange ?? (min === max ? [min - 1, max + 1] : [min, max]) },
-        y: log ? { distr: 3, log: 10 } : { auto: true },
+        y: log ? { distr: 3, log: 10 } : { range: linearRange },
       },
       axes: [
         { ...AXIS, label: "step", labelSize: 22, labelFont: "13px system-ui, sans-serif",
           values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? fmtInt(t) : "")) },
         { ...AXIS, size: 72, values: (u, ticks) => ticks.map((t) => fmtNum(t, 3)) },
       ],
-      cursor: { drag: { x: true, y: false, setScale: false }, sync: { key: "gradbook-steps" },
+      // the plots share their step axis: the cursor moves along x on all of them
+      cursor: { drag: { x: true, y: false, setScale: false }, sync: { key: "gradbook-steps", scales: ["x", null] },
         points: { size: 7 } },
       hooks: {
         setSelect: [(u) => chart.selected(u)],
@@ -201,10 +213,11 @@ export class Chart {
     this.readout.classList.remove("idle");
     const parts = [`step ${fmtInt(this.picks[idx])}`];
     for (const line of this.lines) {
-      let text = line.values ? fmtNum(line.values[idx], 5) : "";
       const band = (line.bands || [])[0];
-      if (band && band.lo[idx] !== band.hi[idx]) text += ` [${fmtNum(band.lo[idx], 4)} … ${fmtNum(band.hi[idx], 4)}]`;
-      parts.push(`${line.label} ${text}`);
+      const range = band ? `[${fmtNum(band.lo[idx], 4)} … ${fmtNum(band.hi[idx], 4)}]` : "";
+      if (!line.values) parts.push(`${line.label} ${range}`);
+      else if (band && band.lo[idx] !== band.hi[idx]) parts.push(`${line.label} ${fmtNum(line.values[idx], 5)} ${range}`);
+      else parts.push(`${line.label} ${fmtNum(line.values[idx], 5)}`);
     }
     this.readout.textContent = parts.join("   ·   ");
   }

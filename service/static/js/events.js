@@ -12,8 +12,10 @@ export function makeParser(emit) {
   let id = null;
   return (chunk) => {
     buffer += chunk;
-    const lines = buffer.split(/\r\n|\r|\n/);
-    buffer = lines.pop(); // an unfinished line waits for the next chunk
+    // a "\r" at the very end may be half of a "\r\n" split across chunks: wait for the next one
+    const held = buffer.endsWith("\r") ? 1 : 0;
+    const lines = buffer.slice(0, buffer.length - held).split(/\r\n|\r|\n/);
+    buffer = lines.pop() + (held ? "\r" : ""); // an unfinished line waits for the next chunk
     for (const line of lines) {
       if (line === "") {
         if (data.length) {

@@ -11,7 +11,8 @@ import { formatJson } from "../spec_editor.js";
 import { columns, distribution } from "../series.js";
 
 const REFRESH_MIN_MS = 1000; // live updates re-query at most this often
-const RESUMABLE = new Set(["interrupted", "cancelled", "failed"]);
+// cancelled, failed and succeeded are final; a job stopped by a server shutdown or crash continues
+const RESUMABLE = new Set(["interrupted"]);
 
 /** Parameter names: from the job once it ran, else from its spec (w1, b1, w2, b2, ...). */
 function paramNames(job) {

@@ -8,7 +8,8 @@ import { SpecEditor, pathText } from "../spec_editor.js";
 const PAGE_SIZE = 20;
 const REFRESH_MS = 1500;
 const STATUSES = ["", "queued", "running", "succeeded", "failed", "cancelled", "interrupted"];
-const RESUMABLE = new Set(["interrupted", "cancelled", "failed"]);
+// cancelled, failed and succeeded are final; a job stopped by a server shutdown or crash continues
+const RESUMABLE = new Set(["interrupted"]);
 
 export class JobsPage {
   constructor(root) {
