@@ -120,11 +120,12 @@ def _spec_json(spec) -> str:
 
 
 class Store:
-    def __init__(self, url: str | None = None, *, migrate: bool = True):
+    def __init__(self, url: str | None = None, *, migrate: bool = True, cache_size: int = 64):
+        """``cache_size``: how many recent history/gradients results to keep (0: none)."""
         self.url = database_url(url)
         self.engine = make_engine(self.url)
         self._reader = reader(self.engine)
-        self._results = query.ResultCache()
+        self._results = query.ResultCache(cache_size)
         if migrate:
             upgrade(self.url, engine=self.engine)
 
@@ -541,11 +542,7 @@ class Store:
         truncate, delete) also sets its updated_at in the same transaction, and the job row is
         read in the same read transaction as the history. Callers get copies."""
         key = (job.id, _aware(job.updated_at), job.steps_done, *request)
-        points = self._results.get(key)
-        if points is None:
-            points = compute()
-            self._results.put(key, points)
-        return query.copy_points(points)
+        return query.copy_points(self._results.get_or_compute(key, compute))
 
     def _param_names(self, conn: Connection, job_id: int) -> list[str]:
         job = self._job_row(conn, job_id)

@@ -180,26 +180,46 @@ def export_chunk(conn: Connection, job_id: int, lo: int, hi: int, limit: int, pa
 
 
 class ResultCache:
-    """A small thread-safe LRU of query results (many clients polling one chart ask the same)."""
+    """A small thread-safe LRU of query results (many clients polling one chart ask the same).
+
+    Single-flight: when several threads miss the same key at once, one computes and the others
+    wait for its result instead of running the same query side by side.
+    """
 
     def __init__(self, size: int = 64):
         self.size = size
         self._items: OrderedDict = OrderedDict()
+        self._pending: dict = {}
         self._lock = threading.Lock()
 
-    def get(self, key):
+    def get_or_compute(self, key, compute):
+        if self.size <= 0:
+            return compute()
         with self._lock:
-            value = self._items.get(key)
-            if value is not None:
+            if key in self._items:
                 self._items.move_to_end(key)
+                return self._items[key]
+            done = self._pending.get(key)
+            mine = done is None
+            if mine:
+                done = self._pending[key] = threading.Event()
+        if not mine:
+            done.wait()
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            return compute()  # the computing thread failed; try ourselves
+        try:
+            value = compute()
+            with self._lock:
+                self._items[key] = value
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
             return value
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+        finally:
+            with self._lock:
+                del self._pending[key]
+            done.set()
 
 
 def copy_points(points: list[dict]) -> list[dict]:

@@ -258,3 +258,29 @@ def test_cached_results_follow_new_writes_and_are_private_copies(store):
     assert store.gradients(job_id, "w", 2990, None)[-1]["step"] == 3000
     store.truncate_history(job_id, 2000)
     assert store.history(job_id, max_points=10)[-1]["step_end"] == 1999
+
+
+def test_result_cache_computes_once_for_simultaneous_misses():
+    import threading
+    import time
+
+    from service.store_query import ResultCache
+
+    cache, calls, results = ResultCache(4), [], []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.05)
+        return ["value"]
+
+    threads = [threading.Thread(target=lambda: results.append(cache.get_or_compute("k", compute)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and results == [["value"]] * 8
+    for i in range(5):
+        cache.get_or_compute(i, lambda: [])
+    cache.get_or_compute("k", compute)  # evicted by the five newer keys: computed again
+    assert len(calls) == 2
