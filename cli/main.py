@@ -2,7 +2,9 @@
 
 Exit codes: 0 success, 1 the job failed (or was cancelled/interrupted), 2 usage error (bad spec,
 unknown job, bad option). Every command accepts --database-url (or GRADBOOK_DATABASE_URL) and
-first marks jobs whose process died as interrupted.
+first marks jobs whose process died as interrupted. With --url (or GRADBOOK_URL) the job commands
+talk to a gradbook server instead (cli/serve_commands.py, which also adds serve, submit, cancel and
+export).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from service import presets as preset_catalog
 from service.datasets import DataError
 from service.spec import CsvData, SpecError, format_loc, job_view, make_plan, parse_spec
 
-from . import render
+from . import render, serve_commands
+from .serve_commands import Token, Url
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
                   help="Train neural networks and keep the book of every step: loss and every gradient.")
@@ -244,8 +247,12 @@ def resume(
     as_json: JsonFlag = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     database_url: DatabaseUrl = None,
+    url: Url = None,
+    token: Token = None,
 ):
-    """Continue an interrupted job from its last checkpoint."""
+    """Continue an interrupted job from its last checkpoint (here, or on the server with --url)."""
+    if url:
+        return serve_commands.remote_resume(url, job_id, token, as_json=as_json, quiet=quiet)
     with usage_errors():
         store = open_store(database_url)
         job = get_job(store, job_id)
@@ -278,6 +285,8 @@ def jobs(
     offset: Annotated[int, typer.Option(min=0)] = 0,
     as_json: JsonFlag = False,
     database_url: DatabaseUrl = None,
+    url: Url = None,
+    token: Token = None,
 ):
     """List jobs, newest first."""
     from service.models import JOB_STATUSES
@@ -285,6 +294,10 @@ def jobs(
     with usage_errors():
         if status is not None and status not in JOB_STATUSES:
             raise UsageError(f"--status must be one of {', '.join(JOB_STATUSES)}, got {status!r}")
+    if url:
+        return serve_commands.remote_jobs(url, token, status=status, limit=limit, offset=offset,
+                                          as_json=as_json)
+    with usage_errors():
         store = open_store(database_url)
         rows = [job_view(j) for j in store.list_jobs(status=status, limit=limit, offset=offset)]
     if as_json:
@@ -297,8 +310,10 @@ def jobs(
 
 @app.command()
 def show(job_id: Annotated[int, typer.Argument(metavar="JOB")], as_json: JsonFlag = False,
-         database_url: DatabaseUrl = None):
+         database_url: DatabaseUrl = None, url: Url = None, token: Token = None):
     """Show one job: status, progress, last loss, error, spec."""
+    if url:
+        return serve_commands.remote_show(url, job_id, token, as_json=as_json)
     with usage_errors():
         store = open_store(database_url)
         view = job_view(get_job(store, job_id))
@@ -317,11 +332,15 @@ def history(
     job_id: Annotated[int, typer.Argument(metavar="JOB")],
     fmt: Annotated[RowFormat, typer.Option("--format", help="table, csv or json.")] = RowFormat.table,
     start: Start = None, end: End = None, max_points: MaxPoints = 1000,
-    database_url: DatabaseUrl = None,
+    database_url: DatabaseUrl = None, url: Url = None, token: Token = None,
 ):
     """Loss, learning rate, gradient norm (and validation metrics) per step."""
     with usage_errors():
         check_range(start, end)
+    if url:
+        return serve_commands.remote_history(url, job_id, token, fmt=fmt.value, start=start, end=end,
+                                             max_points=max_points)
+    with usage_errors():
         store = open_store(database_url)
         get_job(store, job_id)
         rows = store.history(job_id, start=start, end=end, max_points=max_points)
@@ -334,11 +353,15 @@ def gradients(
     param: Annotated[str | None, typer.Option(help="One parameter (default: all).")] = None,
     fmt: Annotated[RowFormat, typer.Option("--format", help="table, csv or json.")] = RowFormat.table,
     start: Start = None, end: End = None, max_points: MaxPoints = 1000,
-    database_url: DatabaseUrl = None,
+    database_url: DatabaseUrl = None, url: Url = None, token: Token = None,
 ):
     """Per-parameter gradient statistics per step: norm, mean, std, min, max, non-finite count."""
     with usage_errors():
         check_range(start, end)
+    if url:
+        return serve_commands.remote_gradients(url, job_id, token, param=param, fmt=fmt.value, start=start,
+                                               end=end, max_points=max_points)
+    with usage_errors():
         store = open_store(database_url)
         job = get_job(store, job_id)
         names = job.get("param_names") or []
@@ -427,6 +450,9 @@ def db_upgrade(database_url: DatabaseUrl = None):
     url = resolve(database_url)
     upgrade(url)
     typer.echo(f"database at {url} is up to date")
+
+
+serve_commands.register(app)  # serve, submit, cancel, export
 
 
 def main():  # pragma: no cover - `python -m cli.main`

@@ -212,3 +212,21 @@ def test_jobs_show_presets_and_the_database_url_from_the_environment(gb):
 def test_db_upgrade(gb):
     result = gb("db", "upgrade")
     assert result.exit_code == 0 and "up to date" in result.stdout
+
+
+def test_url_sends_the_job_commands_to_a_server(gb, monkeypatch):
+    from cli import serve_commands
+
+    calls = []
+    for name in ("remote_jobs", "remote_show", "remote_resume", "remote_history", "remote_gradients"):
+        monkeypatch.setattr(serve_commands, name, lambda *a, _n=name, **k: calls.append((_n, a, k)))
+    url = "http://127.0.0.1:9"
+    for args in (["jobs", "--status", "running"], ["show", "3"], ["resume", "3", "--json"],
+                 ["history", "3", "--start", "2", "--format", "csv"], ["gradients", "3", "--param", "w1"]):
+        result = gb(*args, "--url", url, "--token", "secret")
+        assert result.exit_code == 0, result.output
+    assert [c[0] for c in calls] == ["remote_jobs", "remote_show", "remote_resume", "remote_history",
+                                     "remote_gradients"]
+    assert calls[0][1] == (url, "secret") and calls[0][2]["status"] == "running"
+    assert calls[3][1] == (url, 3, "secret") and calls[3][2]["start"] == 2 and calls[3][2]["fmt"] == "csv"
+    assert calls[4][2]["param"] == "w1"
