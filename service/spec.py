@@ -194,7 +194,7 @@ def _pick_data_model(value):
         raise _validation_error("data", [((), "must be an object: " + DATA_FORMS)])
     if "dataset" in value:
         name = value["dataset"]
-        if name not in BUILTIN_DATA:
+        if not isinstance(name, str) or name not in BUILTIN_DATA:
             raise _validation_error("data", [(("dataset",), f"unknown dataset {name!r}; choose from "
                                                             f"{', '.join(BUILTIN_DATA)}")])
         return BUILTIN_DATA[name].model_validate(value)

@@ -221,3 +221,33 @@ def test_job_view_is_json_ready():
     assert view["last_loss"] is None and view["created_at"] == "2024-01-02T03:04:05Z"
     assert view["total_steps"] == 100 and view["status"] == "failed"
     json.dumps(view, allow_nan=False)
+
+
+SCALARS = st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats() | st.text(max_size=4)
+JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=6)
+
+
+def _paths(doc, prefix=()):
+    yield prefix
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _paths(v, prefix + (i,))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(presets.names()), st.data(), JSON)
+def test_any_mangled_spec_is_accepted_or_refused_with_a_spec_error(name, data, value):
+    doc = presets.get(name)
+    path = data.draw(st.sampled_from(list(_paths(doc))[1:]))
+    node = doc
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    try:
+        parse_spec(doc)
+    except SpecError as e:
+        assert all(isinstance(err["msg"], str) and err["msg"] for err in e.errors)
