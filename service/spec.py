@@ -252,7 +252,10 @@ class JobSpec(_Strict):
 
     _plan: Plan | None = PrivateAttr(None)
 
-    _data = field_validator("data", mode="before")(classmethod(lambda cls, v: _pick_data_model(v)))
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_model(cls, value):
+        return _pick_data_model(value)
 
     @model_validator(mode="after")
     def _consistent(self):
