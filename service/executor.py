@@ -84,6 +84,8 @@ def execute_job(store, job_id: int, resume: bool, should_stop: Callable[[], bool
     try:
         run_job(store, job_id, resume=resume, should_stop=should_stop,
                 resolve_dataset=dataset_resolver(store))
+    except ServerShutdown:
+        pass  # the trainer flushed and marked the job interrupted
     except (JobStateError, JobNotFound, KeyError):
         pass  # changed from outside meanwhile (cancelled, deleted): its state is already right
     except Exception as e:  # noqa: BLE001 - a worker must survive any job
@@ -235,13 +237,32 @@ class _PoolExecutor(Executor):
             self._closed = True
             self._pending.clear()  # they stay queued in the store; the next start picks them up
             running = [(s, s.job) for s in self._slots if s.job is not None]
-            for _, job_id in running:
-                # The state changes first, so the trainer, told to stop, does not mark it cancelled.
-                with contextlib.suppress(StoreError):
-                    self.store.transition(job_id, "interrupted", reason="server shut down")
             for slot, job_id in running:
-                self._flag(slot, job_id)
+                # The worker's trainer stops as on Ctrl-C: it flushes and marks the job interrupted.
+                self._flag(slot, -job_id)
         self._stop_workers(10.0 if wait else 1.0)
+        for _, job_id in running:  # a worker that did not stop in time
+            with contextlib.suppress(StoreError):
+                if self.store.get_job(job_id)["status"] == "running":
+                    self.store.transition(job_id, "interrupted", reason="server shut down")
+
+
+class ServerShutdown(KeyboardInterrupt):
+    """Raised inside a job's training loop when the server shuts down: the trainer treats it as
+    Ctrl-C, so the job ends interrupted (resumable), never cancelled."""
+
+
+def stop_check(flags, index: int, job_id: int) -> Callable[[], bool]:
+    """The trainer's should_stop for a job on slot ``index``: True once the job is cancelled (the flag
+    holds its id), ServerShutdown when the server stops (the flag holds minus its id)."""
+
+    def should_stop() -> bool:
+        flag = flags[index]
+        if flag == -job_id:
+            raise ServerShutdown
+        return flag == job_id
+
+    return should_stop
 
 
 # --- worker processes -------------------------------------------------------------------------------------
@@ -291,7 +312,7 @@ def _process_worker(index: int, database_url: str, conn, flags, lifeline) -> Non
             break
         job_id, resume = message
         conn.send(("started", job_id, None))
-        status = execute_job(store, job_id, resume, lambda job_id=job_id: flags[index] == job_id)
+        status = execute_job(store, job_id, resume, stop_check(flags, index, job_id))
         conn.send(("finished", job_id, status))
     store.close()
 
@@ -499,7 +520,7 @@ class ThreadExecutor(_PoolExecutor):
             if message is None:
                 return
             job_id, resume = message
-            execute_job(self.store, job_id, resume, lambda job_id=job_id: flags[slot.index] == job_id)
+            execute_job(self.store, job_id, resume, stop_check(flags, slot.index, job_id))
             self._finished(slot, job_id)
 
     def _deliver(self, slot: _Slot, job_id: int, resume: bool) -> None:
