@@ -105,7 +105,7 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def concurrent_latencies(store: Store, job_id: int, clients: int, requests: int) -> list[float]:
+def concurrent_latencies(store: Store, job_id: int, clients: int, requests: int, copy=True) -> list[float]:
     latencies: list[float] = []
     lock = threading.Lock()
 
@@ -113,7 +113,7 @@ def concurrent_latencies(store: Store, job_id: int, clients: int, requests: int)
         mine = []
         for _ in range(requests):
             t0 = time.perf_counter()
-            store.history(job_id, max_points=1000)
+            store.history(job_id, max_points=1000, copy=copy)
             mine.append(time.perf_counter() - t0)
         with lock:
             latencies.extend(mine)
@@ -178,14 +178,20 @@ def main() -> None:
 
         clients, requests = 20, 10
         print()
-        for name, s in (("uncached", cold), ("cached", Store(store.url))):
-            lat = concurrent_latencies(s, long_job, clients, requests)
+        cached = Store(store.url)
+        for name, s, copy in (
+            ("uncached", cold, True),
+            ("cached", cached, True),
+            ("cached, copy=False", cached, False),
+        ):
+            lat = concurrent_latencies(s, long_job, clients, requests, copy)
             p50, p95 = lat[len(lat) // 2], lat[int(len(lat) * 0.95) - 1]
             print(
                 f"{clients} threads x {requests} history queries, {name}: p50 {p50 * 1e3:.1f} ms, "
                 f"p95 {p95 * 1e3:.1f} ms (p95 / single uncached query: {p95 / t_hist:.1f}x)"
             )
-            s.close()
+        cold.close()
+        cached.close()
         store.close()
 
 

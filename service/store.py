@@ -502,10 +502,19 @@ class Store:
     # -- reading history ----------------------------------------------------------------------
 
     def history(
-        self, job_id: int, start: int | None = None, end: int | None = None, max_points: int = 1000
+        self,
+        job_id: int,
+        start: int | None = None,
+        end: int | None = None,
+        max_points: int = 1000,
+        *,
+        copy: bool = True,
     ) -> list[dict]:
         """Steps in [start, end] (inclusive): raw points when the range spans at most ``max_points``
-        steps, else at most ``max_points`` buckets (see service.store_query)."""
+        steps, else at most ``max_points`` buckets (see service.store_query).
+
+        ``copy=False`` returns the cached objects themselves, shared with other callers: cheaper
+        for a caller that only serializes them and never changes them."""
         query.check_range(start, end, max_points)
         with self._reader.begin() as conn:
             job = self._job_row(conn, job_id)
@@ -513,6 +522,7 @@ class Store:
                 job,
                 ("history", start, end, max_points),
                 lambda: query.history(conn, job_id, start, end, max_points),
+                copy,
             )
 
     def gradients(
@@ -522,6 +532,8 @@ class Store:
         start: int | None = None,
         end: int | None = None,
         max_points: int = 1000,
+        *,
+        copy: bool = True,
     ) -> list[dict]:
         """One parameter's gradient statistics over [start, end], raw or bucketed like history."""
         query.check_range(start, end, max_points)
@@ -535,14 +547,16 @@ class Store:
                 job,
                 ("gradients", index, start, end, max_points),
                 lambda: query.gradients(conn, job_id, index, start, end, max_points),
+                copy,
             )
 
-    def _cached(self, job, request: tuple, compute) -> list[dict]:
+    def _cached(self, job, request: tuple, compute, copy: bool = True) -> list[dict]:
         """Range results are cached per job version: every change to a job's history (flush,
         truncate, delete) also sets its updated_at in the same transaction, and the job row is
         read in the same read transaction as the history. Callers get copies."""
         key = (job.id, _aware(job.updated_at), job.steps_done, *request)
-        return query.copy_points(self._results.get_or_compute(key, compute))
+        points = self._results.get_or_compute(key, compute)
+        return query.copy_points(points) if copy else points
 
     def _param_names(self, conn: Connection, job_id: int) -> list[str]:
         job = self._job_row(conn, job_id)

@@ -252,6 +252,8 @@ def test_cached_results_follow_new_writes_and_are_private_copies(store):
     first[0]["loss"]["max"] = "changed by the caller"
     again = store.history(job_id, max_points=10)
     assert again[0]["loss"]["max"] == float(again[0]["step_end"])  # the cache was not touched
+    shared = store.history(job_id, max_points=10, copy=False)
+    assert shared is store.history(job_id, max_points=10, copy=False) and shared == again
     w.add_step(3000, 1e9, 0.1, 1.0, np.ones((1, 6)))
     w.flush()
     assert store.history(job_id, max_points=10)[-1]["loss"]["max"] == 1e9
