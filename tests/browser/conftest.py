@@ -58,12 +58,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(folder: Path, stop: str = "terminate"):
+def running_server(folder: Path, stop: str = "terminate", token: str = ""):
     """A gradbook server on a free loopback port over the database in ``folder``; yields its base URL.
-    Leaving the block stops it with SIGTERM, or with ``stop="kill"`` SIGKILL (a crash)."""
+    Leaving the block stops it with SIGTERM, or with ``stop="kill"`` SIGKILL (a crash). With
+    ``token`` the API wants it as a bearer token."""
     port = free_port()
     env = {**os.environ, "GRADBOOK_DATABASE_URL": f"sqlite:///{folder / 'gradbook.db'}",
-           "GRADBOOK_WORKERS": "2", "GRADBOOK_API_TOKEN": ""}
+           "GRADBOOK_WORKERS": "2", "GRADBOOK_API_TOKEN": token}
     log = open(folder / f"server-{port}.log", "w+b")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", "127.0.0.1",

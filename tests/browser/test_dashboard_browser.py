@@ -197,17 +197,21 @@ def test_live_updates_zoom_and_cancel_of_a_long_job(page, api):
     assert page.locator(f"{row} button").count() == 0
 
 
-def test_a_job_interrupted_by_a_restart_is_resumed_and_cancelled_from_the_list(page, tmp_path):
+def test_a_job_interrupted_by_a_crash_is_resumed_from_the_list_on_a_server_with_a_token(page, tmp_path):
     with running_server(tmp_path, stop="kill") as base, httpx.Client(base_url=base) as api:
         job_id = api.post("/jobs", json=long_seed(api, "restarted")).json()["id"]
         while api.get(f"/jobs/{job_id}").json()["steps_done"] == 0:
             time.sleep(0.05)
-    # killed while training: the next server finds the job interrupted and offers to resume it
-    with running_server(tmp_path) as base, httpx.Client(base_url=base) as api:
+    # killed while training: the next server finds the job interrupted; this one wants a token
+    auth = {"Authorization": "Bearer s3cret"}
+    with running_server(tmp_path, token="s3cret") as base, httpx.Client(base_url=base, headers=auth) as api:
         assert api.get(f"/jobs/{job_id}").json()["status"] == "interrupted"
         page.goto(f"{base}/")
+        page.fill("#auth input[type=password]", "s3cret")  # the page asks once the API says 401
+        page.click("#auth button[type=submit]")
         row = f"tr[data-job='{job_id}']"
         page.wait_for_selector(f"{row}[data-status=interrupted]")
+        assert page.locator("#auth").is_hidden()
         screenshot(page, "jobs-interrupted")
         page.click(f"{row} button[data-action=resume]")
         page.wait_for_selector(f"{row}[data-status=running]")

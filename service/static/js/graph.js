@@ -7,7 +7,7 @@
 
 import { fmtNum, s } from "./dom.js";
 
-const BOX_W = 124;
+const BOX_W = 132;
 const BOX_H = 82;
 const GAP_X = 46;
 const GAP_Y = 34;
@@ -15,13 +15,21 @@ const PAD = 24;
 
 // How the lecture writes the ops; anything else is shown by its registered name.
 const OP_LABEL = {
-  matmul: "×", add: "+", sub: "−", mul: "·", div: "÷", neg: "−", relu: "relu", tanh: "tanh", sigmoid: "σ",
-  half_squared_error: "½(a−y)²", mse: "mean (a−y)²", binary_cross_entropy: "BCE", cross_entropy: "CE",
+  matmul: "×", add: "+", subtract: "−", multiply: "·", divide: "÷", negative: "−", power: "^",
+  relu: "relu", leaky_relu: "leaky", tanh: "tanh", sigmoid: "σ", exp: "exp", log: "log",
+  half_squared_error: "½(a−y)²", mse: "mean (a−y)²", binary_cross_entropy_with_logits: "BCE",
+  cross_entropy: "CE", softmax: "softmax", log_softmax: "log softmax",
 };
+const OP_CHARS = 9; // room beside the node's name
 
 export function opLabel(op) {
   const label = OP_LABEL[op] ?? op.replaceAll("_", " ");
-  return label.length > 12 ? `${label.slice(0, 11)}…` : label;
+  return label.length > OP_CHARS ? `${label.slice(0, OP_CHARS - 1)}…` : label;
+}
+
+/** Font size that fits `chars` monospace characters into `width` px (17 px when they fit). */
+function fitFont(chars, width) {
+  return Math.max(10, Math.min(17, Math.floor(width / (chars * 0.62))));
 }
 
 function size(value) {
@@ -42,7 +50,7 @@ export function scalarOf(value) {
 function describe(value, shape) {
   if (value === null || value === undefined) return "–";
   const one = scalarOf(value);
-  if (one !== null) return fmtNum(one, 5);
+  if (one !== null) return fmtNum(one, 4);
   const dims = (shape && shape.length ? shape : [size(value)]).join("×");
   return `[${dims}]`;
 }
@@ -132,12 +140,15 @@ export function drawGraph(graph) {
     if (n.op !== "input" && n.op !== "const") {
       g.append(s("text", { x: BOX_W - 10, y: 22, class: "node-op", "text-anchor": "end" }, opLabel(n.op)));
     }
+    const value = describe(n.value, n.shape);
     g.append(s("text", { x: 10, y: 48, class: "node-value" }, s("tspan", { class: "label" }, "value "),
-      s("tspan", { class: "num" }, describe(n.value, n.shape))));
+      s("tspan", { class: "num", "font-size": fitFont(value.length, BOX_W - 58) }, value)));
     if (n.grad !== null && n.grad !== undefined) {
       const wrt = n.name.length <= 4 ? n.name : "·";
-      g.append(s("text", { x: 10, y: 71, class: "node-grad" }, s("tspan", { class: "label" }, `∂${output}/∂${wrt} `),
-        s("tspan", { class: "num" }, describe(n.grad, n.shape))));
+      const label = `∂${output}/∂${wrt} `;
+      const grad = describe(n.grad, n.shape);
+      g.append(s("text", { x: 10, y: 71, class: "node-grad" }, s("tspan", { class: "label" }, label),
+        s("tspan", { class: "num", "font-size": fitFont(grad.length, BOX_W - 20 - label.length * 7.5) }, grad)));
     }
     svg.append(g);
   }

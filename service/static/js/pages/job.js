@@ -10,7 +10,10 @@ import { subscribe } from "../events.js";
 import { formatJson } from "../spec_editor.js";
 import { columns, distribution } from "../series.js";
 
-const REFRESH_MIN_MS = 1000; // live updates re-query at most this often
+// Live updates re-query at most once a second, and never spend more than a fifth of the time
+// waiting on the server (a 1,000,000-step job's queries take a while; the server has other work).
+const REFRESH_MIN_MS = 1000;
+const REFRESH_BUSY_FACTOR = 5;
 // cancelled, failed and succeeded are final; a job stopped by a server shutdown or crash continues
 const RESUMABLE = new Set(["interrupted"]);
 
@@ -225,7 +228,8 @@ export class JobPage {
   async refresh() {
     clearTimeout(this.pending);
     this.pending = null;
-    this.lastRefresh = performance.now();
+    const began = performance.now();
+    this.lastRefresh = began;
     const seq = ++this.seq;
     if (this.controller) this.controller.abort();
     this.controller = new AbortController();
@@ -244,6 +248,7 @@ export class JobPage {
       if (seq !== this.seq || this.destroyed) return;
       const byParam = new Map(wanted.map((p, i) => [p, grads[i]?.points ?? []]));
       this.draw(history?.points ?? [], byParam);
+      this.refreshCost = performance.now() - began;
     } catch (e) {
       if (e.name === "AbortError" || seq !== this.seq) return;
       if (this.rangeInfo) this.rangeInfo.textContent = `cannot load the history: ${e.message}`;
@@ -254,7 +259,8 @@ export class JobPage {
    * on show can still grow (a zoom into a fixed window of steps stays put). */
   refreshSoon() {
     if (this.pending || this.range.end !== null) return;
-    const wait = Math.max(0, REFRESH_MIN_MS - (performance.now() - this.lastRefresh));
+    const every = Math.max(REFRESH_MIN_MS, REFRESH_BUSY_FACTOR * (this.refreshCost ?? 0));
+    const wait = Math.max(0, every - (performance.now() - this.lastRefresh));
     this.pending = setTimeout(() => this.refresh(), wait);
   }
 

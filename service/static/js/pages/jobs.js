@@ -168,7 +168,18 @@ export class JobsPage {
       this.tbody.append(h("tr", {}, h("td", { colspan: 8, class: "muted empty" },
         this.status ? `no ${this.status} jobs` : "no jobs yet: submit one below")));
     }
-    for (const job of jobs) this.tbody.append(this.row(job));
+    // Rows are rebuilt on every refresh, but a row's buttons are kept while they stay the same, so a
+    // click that straddles a refresh still lands on the button it started on.
+    const previous = this.actionCells ?? new Map();
+    this.actionCells = new Map();
+    for (const job of jobs) {
+      const tr = this.row(job);
+      const fresh = tr.querySelector(".row-actions");
+      const kept = previous.get(job.id);
+      if (kept && kept.dataset.key === fresh.dataset.key) fresh.replaceWith(kept);
+      this.actionCells.set(job.id, tr.querySelector(".row-actions"));
+      this.tbody.append(tr);
+    }
     const total = data?.total ?? data?.count ?? null;
     clear(this.pager);
     if (this.offset > 0 || jobs.length === PAGE_SIZE) {
@@ -187,8 +198,8 @@ export class JobsPage {
 
   row(job) {
     const total = plannedSteps(job);
-    const actions = h("td", { class: "row-actions" });
     const busy = this.busy.has(job.id);
+    const actions = h("td", { class: "row-actions", "data-key": `${job.status}:${busy}` });
     if (ACTIVE.has(job.status)) {
       actions.append(h("button", { type: "button", class: "danger", "data-action": "cancel", disabled: busy,
         onclick: () => this.act(job.id, "cancel") }, "Cancel"));

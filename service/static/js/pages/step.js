@@ -106,9 +106,11 @@ export class StepPage {
     const every = this.job.spec?.snapshot_every;
     if (!every) return null;
     const before = Math.floor(this.step / every) * every;
-    return h("p", {}, `Snapshots are kept every ${fmtInt(every)} steps: `,
-      h("a", { href: `#/jobs/${this.id}/steps/${before}` }, `step ${fmtInt(before)}`), " or ",
-      h("a", { href: `#/jobs/${this.id}/steps/${before + every}` }, `step ${fmtInt(before + every)}`), ".");
+    const after = before + every;
+    const link = (step) => h("a", { href: `#/jobs/${this.id}/steps/${step}` }, `step ${fmtInt(step)}`);
+    const recorded = this.job.steps_done ?? Infinity;
+    return h("p", {}, `Snapshots are kept every ${fmtInt(every)} steps: `, link(before),
+      after < recorded ? [" or ", link(after)] : null, ".");
   }
 
   async loadGraph() {
@@ -124,7 +126,8 @@ export class StepPage {
       }
       const out = g.output ?? g.nodes[g.nodes.length - 1].name;
       card.append(h("p", { class: "muted" }, `Forward values and the derivative ∂${out}/∂node of every node, ` +
-        "on this step's batch with the parameters it started from. Blue: parameters, grey: data."));
+        "on this step's batch with the parameters it started from. Blue: parameters, grey: data; " +
+        "point at a node for all its numbers."));
       if (g.nodes.length <= GRAPH_MAX_NODES) card.append(h("div", { class: "graph-scroll" }, drawGraph(g)));
       card.append(this.graphTable(g, out));
     } catch (e) {
