@@ -31,14 +31,20 @@ def rows(*columns) -> list[tuple]:
 
 
 def executemany(conn: Connection, table, rows: list[tuple]) -> None:
-    """Insert tuples in table column order with the driver's executemany (no per-row dicts)."""
+    """Insert tuples given in table column order.
+
+    SQLite: the driver's executemany on positional rows (no per-row dicts; in-process, so one
+    call per row costs no round trip). Elsewhere SQLAlchemy's insert with its "insertmanyvalues"
+    batching, which sends many rows per statement instead of a round trip per row.
+    """
+    if not rows:
+        return
     dialect = conn.dialect
-    quote = dialect.identifier_preparer.quote
-    marker = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": None}.get(dialect.paramstyle)
-    if marker is None:  # a driver with named parameters: let SQLAlchemy build them
+    if dialect.name != "sqlite":
         names = [c.name for c in table.columns]
         conn.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
         return
+    quote = dialect.identifier_preparer.quote
     columns = ", ".join(quote(c.name) for c in table.columns)
-    marks = ", ".join([marker] * len(table.columns))
+    marks = ", ".join(["?"] * len(table.columns))
     conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})", rows)
