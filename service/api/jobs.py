@@ -70,6 +70,7 @@ def job_out(store, totals: TotalSteps, job: dict, include_spec: bool = True) -> 
     updated = job.get("updated_at")
     # the same spelling of UTC as the other timestamps (pydantic writes "Z")
     view["updated_at"] = updated[:-6] + "Z" if updated and updated.endswith("+00:00") else updated
+    view["owner"] = job.get("owner")
     if not include_spec:
         view["spec"] = None
     return view

@@ -20,6 +20,7 @@ class JobOut(JobView):
     spec: dict | None = Field(None, description="The job spec, defaults filled in (listings leave it out "
                                                 "unless include_spec=true).")
     updated_at: datetime | None = None
+    owner: str | None = Field(None, description="pid@host of the process that runs (or last ran) the job.")
 
 
 class JobList(BaseModel):
