@@ -95,3 +95,28 @@ def test_sigkill_then_recover_then_resume(tmp_path):
         if proc.poll() is None:
             proc.kill()
         store.close()
+
+
+def test_sigterm_flushes_and_marks_the_job_interrupted(tmp_path):
+    url = f"sqlite:///{tmp_path / 'term.db'}"
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec()))
+    env = {**os.environ, "GRADBOOK_DATABASE_URL": url}
+    proc = subprocess.Popen(gradbook("train", spec_path, "--quiet"), cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    store = Store(url=url)
+    try:
+        deadline = time.monotonic() + 120
+        while not (store.list_jobs() and store.list_jobs()[0]["steps_done"] >= 100):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+        assert "interrupted; continue it with `gradbook resume" in proc.stderr.read()
+        [job] = store.list_jobs()
+        assert job["status"] == "interrupted"  # by the process itself, no recovery needed
+        assert [r["step"] for r in store.export_rows(job["id"])] == list(range(job["steps_done"]))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        store.close()
