@@ -16,6 +16,14 @@ function drawable(v, log) {
   return log && v <= 0 ? null : v;
 }
 
+/** Step numbers short enough for an axis: 950, 12,500, 250k, 1.5M. */
+export function fmtStep(n) {
+  const a = Math.abs(n);
+  if (a >= 1e6) return `${Number((n / 1e6).toPrecision(3))}M`;
+  if (a >= 1e5) return `${Number((n / 1e3).toPrecision(3))}k`;
+  return fmtInt(n);
+}
+
 /** uPlot's own padding, except that a flat series gets a small band around it (uPlot would show
  * 0..100 for a loss that sits at exactly 0). */
 function linearRange(u, min, max) {
@@ -153,8 +161,8 @@ export class Chart {
         y: log ? { distr: 3, log: 10 } : { range: linearRange },
       },
       axes: [
-        { ...AXIS, label: "step", labelSize: 22, labelFont: "13px system-ui, sans-serif",
-          values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? fmtInt(t) : "")) },
+        { ...AXIS, label: "step", labelSize: 22, labelFont: "13px system-ui, sans-serif", space: 64,
+          values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? fmtStep(t) : "")) },
         { ...AXIS, size: 72, values: (u, ticks) => ticks.map((t) => fmtNum(t, 3)) },
       ],
       // the plots share their step axis: the cursor moves along x on all of them

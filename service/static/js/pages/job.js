@@ -29,11 +29,17 @@ function modelSummary(spec) {
   return layers.map((l) => `${l.units} ${l.activation ?? ""}`.trim()).join(" → ") || "–";
 }
 
+/** {name: "sgd", lr: 0.5, schedule: {name: "cosine", t_max: 1000}} -> "sgd · lr 0.5 · schedule cosine (t_max 1000)". */
 function optimizerSummary(spec) {
+  const value = (v) => {
+    if (v === null || typeof v !== "object") return String(v);
+    if (Array.isArray(v)) return `[${v.map(value).join(", ")}]`;
+    const rest = Object.entries(v).filter(([k]) => k !== "name").map(([k, x]) => `${k} ${value(x)}`);
+    return `${v.name ?? ""}${rest.length ? ` (${rest.join(", ")})` : ""}`.trim();
+  };
   const o = spec?.optimizer;
   if (!o) return "–";
-  const rest = Object.entries(o).filter(([k]) => k !== "name").map(([k, v]) => `${k} ${typeof v === "object" ? JSON.stringify(v) : v}`);
-  return [o.name, ...rest].join(" · ");
+  return [o.name, ...Object.entries(o).filter(([k]) => k !== "name").map(([k, v]) => `${k} ${value(v)}`)].join(" · ");
 }
 
 export function parseRange(params) {
@@ -170,10 +176,11 @@ export class JobPage {
       h("div", { class: "job-title" }, h("h2", {}, `#${job.id} ${job.name ?? ""}`), statusBadge(job.status, true), actions),
       h("div", { class: "facts" },
         fact("steps", [h("span", { class: "num", "data-steps-done": job.steps_done ?? 0 },
-          `${fmtInt(job.steps_done ?? 0)}${total ? ` / ${fmtInt(total)}` : ""}`), progressBar(job.steps_done ?? 0, total)]),
+          `${fmtInt(job.steps_done ?? 0)}${total ? ` / ${fmtInt(total)}` : ""}`), progressBar(job.steps_done ?? 0, total)],
+        { class: "fact wide" }),
         fact("last loss", fmtNum(job.last_loss), { "data-last-loss": job.last_loss ?? "" }),
         fact("model", modelSummary(job.spec)),
-        fact("optimizer", optimizerSummary(job.spec)),
+        fact("optimizer", optimizerSummary(job.spec), { class: "fact wide" }),
         fact("loss function", job.spec?.loss ?? "–"),
         fact("started", fmtTime(job.started_at)),
         fact("run time", fmtDuration(job.started_at, job.finished_at))),
