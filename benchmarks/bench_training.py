@@ -24,7 +24,7 @@ from service.store import Store
 from service.trainer import GradStats, Trainer
 
 
-def spec(steps: int) -> dict:
+def spec(steps: int, batch_size: int = 128) -> dict:
     # 784-128-10: 784*128 + 128 + 128*10 + 10 = 101,770 parameters; minibatches of 128 rows
     return {
         "name": "bench",
@@ -34,7 +34,7 @@ def spec(steps: int) -> dict:
         "loss": "mse",
         "optimizer": {"name": "adam", "lr": 1e-3},
         "steps": steps,
-        "batch_size": 128,
+        "batch_size": batch_size,
     }
 
 
@@ -92,11 +92,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=128)
     args = ap.parse_args()
-    doc = spec(args.steps)
+    doc = spec(args.steps, args.batch)
     plan = make_plan(parse_spec(doc))
     print(f"MLP {plan.sizes}: {plan.n_params:,} parameters, batch {plan.batch_size}, {args.steps} steps, "
-          f"snapshots every {plan.snapshot_every}, checkpoints every {plan.checkpoint_every}")
+          f"snapshots every {plan.snapshot_every} steps, checkpoints every {plan.checkpoint_every} steps "
+          f"but at most every {plan.checkpoint_seconds:g} s (the defaults), one at the end")
     off, on = [], []
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(url=f"sqlite:///{Path(tmp) / 'bench.db'}")
