@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 
 from .api import datasets, errors, events, health, history, jobs, optimizers, presets
 from .api.body import BodyLimit
+from .api.cache import ResponseCache
 from .api.errors import SafeJSONResponse
 from .executor import Executor, make_executor
 from .server_settings import ServerSettings
@@ -110,6 +111,7 @@ def create_app(settings: ServerSettings | None = None, *, executor_factory=None)
                   default_response_class=SafeJSONResponse)
     app.state.settings = settings
     app.state.total_steps = jobs.TotalSteps()
+    app.state.response_cache = ResponseCache(settings.response_cache_bytes)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     for module in (health, jobs, history, events, datasets, optimizers, presets):

@@ -27,12 +27,13 @@ class ServerSettings:
     events_poll_seconds: float = 0.1         # GRADBOOK_EVENTS_POLL_SECONDS: event stream's database poll
     recover_seconds: float = 1.0             # GRADBOOK_RECOVER_SECONDS: sweep for jobs whose process died
     cancel_wait_seconds: float = 1.5         # GRADBOOK_CANCEL_WAIT_SECONDS: cancel waits for the worker
+    response_cache_bytes: int = 64 * 1024 * 1024  # GRADBOOK_RESPONSE_CACHE_BYTES: ready history answers
 
     def __post_init__(self):
         if self.executor not in EXECUTORS:
             raise ValueError(f"GRADBOOK_EXECUTOR: expected one of {', '.join(EXECUTORS)}, "
                              f"got {self.executor!r}")
-        for name in ("workers", "max_body_bytes", "port"):
+        for name in ("workers", "max_body_bytes", "port", "response_cache_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "port" else 1):
                 raise ValueError(f"GRADBOOK_{name.upper()}: expected a positive integer, got {value!r}")
@@ -47,7 +48,8 @@ class ServerSettings:
         """Settings from ``GRADBOOK_*`` variables; keyword overrides that are not None win."""
         env = os.environ if environ is None else environ
         values: dict = {}
-        kinds = {"workers": int, "max_body_bytes": int, "port": int, "events_poll_seconds": float,
+        kinds = {"workers": int, "max_body_bytes": int, "port": int, "response_cache_bytes": int,
+                 "events_poll_seconds": float,
                  "recover_seconds": float, "cancel_wait_seconds": float}
         for name in ("database_url", "api_token", "executor", "host", *kinds):
             raw = env.get("GRADBOOK_" + name.upper())

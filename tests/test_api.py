@@ -199,6 +199,30 @@ def test_history_longer_than_max_points_comes_back_in_exact_buckets(app_client, 
     assert covered == list(range(2, 29))  # every step of the range in exactly one bucket
 
 
+def test_history_answers_carry_an_etag_and_change_when_the_job_writes(app_client, store):
+    import numpy as np
+
+    job_id = store.create_job("growing", seed(10), status="running")
+    writer = store.writer(job_id, ["w"])
+    for step in range(3):
+        writer.add_step(step, float(step), 0.1, 1.0, np.zeros((1, 6)))
+    writer.flush()
+    url = f"/jobs/{job_id}/history"
+    first = app_client.get(url)
+    assert [p["loss"] for p in first.json()["points"]] == [0.0, 1.0, 2.0]
+    etag = first.headers["etag"]
+    assert app_client.get(url, headers={"If-None-Match": etag}).status_code == 304
+    writer.add_step(3, 3.0, 0.1, 1.0, np.zeros((1, 6)))
+    writer.flush()
+    second = app_client.get(url, headers={"If-None-Match": etag})
+    assert second.status_code == 200 and second.headers["etag"] != etag
+    assert [p["loss"] for p in second.json()["points"]] == [0.0, 1.0, 2.0, 3.0]
+    grads = app_client.get(f"/jobs/{job_id}/gradients", params={"param": "w"})
+    assert app_client.get(f"/jobs/{job_id}/gradients", params={"param": "w"},
+                          headers={"If-None-Match": grads.headers["etag"]}).status_code == 304
+    store.transition(job_id, "cancelled")
+
+
 def test_gradients_of_one_parameter(app_client, seed_job):
     body = app_client.get(f"/jobs/{seed_job['id']}/gradients", params={"param": "w1", "end": 0}).json()
     assert body["param"] == "w1" and body["downsampled"] is False

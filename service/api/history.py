@@ -14,12 +14,13 @@ import json
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from ..graphview import GraphError, job_graph
 from ..store_rollup import MAX_STEP
 from ..verify import VerifyError, verify_step
+from .cache import cached_json, job_version
 from .datasets import dataset_resolver
 from .deps import JobId, StepNumber, StoreDep, require_token
 from .errors import ApiError, SafeJSONResponse, array_list, dumps, field_error, finite, not_found
@@ -47,26 +48,37 @@ def _downsampled(points: list[dict]) -> bool:
 
 @router.get("/{job_id}/history", response_model=History, responses={**NOT_FOUND, **INVALID},
             summary="Loss, learning rate and gradient norm per step")
-def history(job_id: JobId, store: StoreDep, start: Start = None, end: End = None,
+def history(request: Request, job_id: JobId, store: StoreDep, start: Start = None, end: End = None,
             max_points: MaxPoints = 1000):
     check_range(start, end)
-    points = store.history(job_id, start=start, end=end, max_points=max_points)
-    return SafeJSONResponse({"job_id": job_id, "start": start, "end": end, "max_points": max_points,
-                             "downsampled": _downsampled(points), "points": points})
+    job = load_job(store, job_id)
+
+    def compute() -> bytes:
+        points = store.history(job_id, start=start, end=end, max_points=max_points)
+        return dumps({"job_id": job_id, "start": start, "end": end, "max_points": max_points,
+                      "downsampled": _downsampled(points), "points": points})
+
+    return cached_json(request, ("history", job_id, job_version(job), start, end, max_points), compute)
 
 
 @router.get("/{job_id}/gradients", response_model=Gradients, responses={**NOT_FOUND, **INVALID},
             summary="One parameter's gradient statistics per step")
 def gradients(
-    job_id: JobId, store: StoreDep,
+    request: Request, job_id: JobId, store: StoreDep,
     param: Annotated[str, Query(min_length=1, max_length=200, description="Parameter name: w1, b1, ...")],
     start: Start = None, end: End = None, max_points: MaxPoints = 1000,
 ):
     """L2 norm, mean, std, min, max and the count of non-finite entries of the parameter's gradient."""
     check_range(start, end)
-    points = store.gradients(job_id, param, start=start, end=end, max_points=max_points)
-    return SafeJSONResponse({"job_id": job_id, "param": param, "start": start, "end": end,
-                             "max_points": max_points, "downsampled": _downsampled(points), "points": points})
+    job = load_job(store, job_id)
+
+    def compute() -> bytes:
+        points = store.gradients(job_id, param, start=start, end=end, max_points=max_points)
+        return dumps({"job_id": job_id, "param": param, "start": start, "end": end,
+                      "max_points": max_points, "downsampled": _downsampled(points), "points": points})
+
+    key = ("gradients", job_id, job_version(job), param, start, end, max_points)
+    return cached_json(request, key, compute)
 
 
 @router.get("/{job_id}/steps/{step}", response_model=StepRecord, responses={**NOT_FOUND, **INVALID},
