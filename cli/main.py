@@ -101,6 +101,17 @@ def get_job(store, job_id: int) -> dict:
     return job
 
 
+def view_of(job: dict) -> dict:
+    """The job as the REST API shows it; total_steps of an epochs-based spec needs its data."""
+    view = job_view(job)
+    if view["total_steps"] is None:
+        try:
+            view["total_steps"] = make_plan(parse_spec(job["spec"])).total_steps
+        except (SpecError, DataError):
+            pass  # e.g. its CSV file is gone: the job's own state says more
+    return view
+
+
 def check_range(start: int | None, end: int | None) -> None:
     if start is not None and end is not None and start > end:
         raise UsageError(f"--start {start} is after --end {end}")
@@ -299,7 +310,7 @@ def jobs(
                                           as_json=as_json)
     with usage_errors():
         store = open_store(database_url)
-        rows = [job_view(j) for j in store.list_jobs(status=status, limit=limit, offset=offset)]
+        rows = [view_of(j) for j in store.list_jobs(status=status, limit=limit, offset=offset)]
     if as_json:
         print_json(rows)
         return
@@ -316,7 +327,7 @@ def show(job_id: Annotated[int, typer.Argument(metavar="JOB")], as_json: JsonFla
         return serve_commands.remote_show(url, job_id, token, as_json=as_json)
     with usage_errors():
         store = open_store(database_url)
-        view = job_view(get_job(store, job_id))
+        view = view_of(get_job(store, job_id))
     if as_json:
         print_json(view)
         return
