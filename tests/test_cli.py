@@ -192,7 +192,8 @@ def test_usage_errors_exit_2(gb, args, message):
 
 
 def test_epoch_based_jobs_show_their_total_steps(gb, tmp_path):
-    spec = {"model": {"layers": [{"units": 1, "activation": "linear"}]}, "data": {"dataset": "linear", "n": 10},
+    spec = {"model": {"layers": [{"units": 1, "activation": "linear"}]},
+            "data": {"dataset": "linear", "n": 10},
             "optimizer": {"name": "sgd", "lr": 0.1}, "epochs": 3, "batch_size": 4}
     job = json.loads(gb("train", write(tmp_path, "e.json", spec), "--json", "-q").stdout)
     assert job["total_steps"] == job["steps_done"] == 9  # 3 epochs of ceil(10 / 4) batches
