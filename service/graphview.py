@@ -18,6 +18,21 @@ class GraphError(ValueError):
     """The graph cannot be shown (too large, no snapshot at that step, unknown job)."""
 
 
+def nearest_snapshots(store, job_id: int, step: int) -> str:
+    """"the nearest snapshots are at steps 100 and 200" (or that there are none)."""
+    before = []
+    for window in (1_000, 1_000_000, None):  # steps come ascending: look back a little first
+        lo = 0 if window is None else max(0, step - window)
+        before = store.snapshot_steps(job_id, lo, step, limit=window or 10**9)[-1:]
+        if before or lo == 0:
+            break
+    after = store.snapshot_steps(job_id, step, None, limit=1)
+    near = before + after
+    if not near:
+        return "this job has no snapshots"
+    return "the nearest snapshots are at step " + " and ".join(str(s) for s in near)
+
+
 def preset_graph(name: str) -> ad.Graph:
     trainer = Trainer(make_plan(parse_spec(presets.get(name))))
     return step_graph(trainer, 0)
@@ -31,8 +46,8 @@ def job_graph(store, job_id: int, step: int, resolve_dataset=None) -> ad.Graph:
     if record is None:
         raise GraphError(f"job {job_id} has no recorded step {step}")
     if not record.get("params"):
-        raise GraphError(f"job {job_id} has no parameter snapshot at step {step}; snapshots are taken every "
-                         f"{job['spec'].get('snapshot_every') or 'few'} steps")
+        raise GraphError(f"job {job_id} has no parameter snapshot at step {step}; "
+                         + nearest_snapshots(store, job_id, step))
     trainer = Trainer(make_plan(parse_spec(job["spec"]), resolve_dataset))
     trainer.set_params(record["params"])
     return step_graph(trainer, step)

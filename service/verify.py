@@ -15,6 +15,7 @@ import numpy as np
 
 import autodiff as ad
 
+from .graphview import nearest_snapshots
 from .settings import settings
 from .spec import make_plan, parse_spec
 from .trainer import Trainer
@@ -59,8 +60,8 @@ def verify_step(store, job_id: int, step: int, eps: float = 1e-6, resolve_datase
     if record is None:
         raise VerifyError(f"job {job_id} has no recorded step {step} (it has {job['steps_done']} steps)")
     if not record.get("params") or not record.get("gradients"):
-        raise VerifyError(f"job {job_id} has no snapshot at step {step}; verify a step where parameters "
-                          "and gradients were snapshotted (see the spec's snapshot_every)")
+        raise VerifyError(f"job {job_id} has no snapshot at step {step} to start from; "
+                          + nearest_snapshots(store, job_id, step))
     trainer = Trainer(make_plan(parse_spec(job["spec"]), resolve_dataset))
     limit = settings().verify_max_params
     if trainer.plan.n_params > limit:

@@ -81,6 +81,15 @@ def test_relative_error_treats_two_zeros_as_agreement():
         pytest.approx([0.0, 1e-9, 0.0], abs=1e-15)
 
 
+def test_steps_without_a_snapshot_point_to_the_nearest(store):
+    job_id = trained(store, "sine", steps=25, snapshot_every=10)
+    with pytest.raises(VerifyError, match="no snapshot at step 13 .* nearest snapshots are at step 10 and"):
+        verify_step(store, job_id, 13)
+    with pytest.raises(GraphError, match="nearest snapshots are at step 20$"):
+        job_graph(store, job_id, 24)
+    assert verify_step(store, job_id, 20).max_abs_error < 1e-8
+
+
 def test_graph_of_a_recorded_minibatch_step_gives_its_loss(store):
     job_id = trained(store, "moons", epochs=2)
     for step in (0, 7):
