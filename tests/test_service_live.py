@@ -42,8 +42,15 @@ def wait_until(check, timeout: float = 60.0, every: float = 0.02):
     return value
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class LiveServer:
-    """`uvicorn --factory service.app:create_app` on a socket bound here to a free port (no race)."""
+    """`uvicorn --factory service.app:create_app` on a free loopback port, as `gradbook serve` binds
+    it (a socket handed over with --fd is taken for a Unix one: no TCP_NODELAY, 40 ms stalls)."""
 
     def __init__(self, workdir, database_url: str, workers: int = 2, **env):
         self.workdir = workdir
@@ -53,19 +60,14 @@ class LiveServer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> LiveServer:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self.log = open(self.workdir / f"server-{sock.getsockname()[1]}.log", "wb")  # noqa: SIM115
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(self.workdir / f"server-{port}.log", "wb")  # noqa: SIM115
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
-             "--fd", str(sock.fileno()), "--log-level", "warning"],
-            pass_fds=[sock.fileno()], env=self.env, cwd=self.workdir, stdout=self.log,
-            stderr=subprocess.STDOUT)
-        sock.close()
+            [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "warning"],
+            env=self.env, cwd=self.workdir, stdout=self.log, stderr=subprocess.STDOUT)
         self.client = Client(self.url)
         return self
 
@@ -77,7 +79,11 @@ class LiveServer:
             return None
 
     def wait_ready(self) -> LiveServer:
-        wait_until(lambda: (h := self.health()) and h["executor"]["ready"] == self.workers, every=0.05)
+        def ready():
+            assert self.process.poll() is None, f"the server exited; see {self.log.name}"
+            return (h := self.health()) and h["executor"]["ready"] == self.workers
+
+        wait_until(ready, every=0.05)
         return self
 
     def kill(self) -> None:
