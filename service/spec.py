@@ -427,9 +427,12 @@ def parse_spec(doc: Any) -> JobSpec:
 
 
 def friendly_errors(e: ValidationError) -> list[dict]:
+    """pydantic's errors as {"loc", "msg"} in our words, each (loc, msg) once."""
     out = []
     for err in e.errors(include_url=False):
-        loc = [p for p in err["loc"] if not _is_union_tag(p)]
+        loc = list(err["loc"])
+        keep_last = err["type"] == "extra_forbidden"  # there the last part is the user's own key
+        loc = [p for p in loc[:len(loc) - keep_last] if p not in _UNION_TAGS] + loc[len(loc) - keep_last:]
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
@@ -437,13 +440,13 @@ def friendly_errors(e: ValidationError) -> list[dict]:
             msg = "required field is missing"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        out.append({"loc": loc, "msg": msg})
+        if {"loc": loc, "msg": msg} not in out:
+            out.append({"loc": loc, "msg": msg})
     return out
 
 
-def _is_union_tag(part) -> bool:
-    # pydantic names the union member in the location ("data.InlineData.x"); users never see those.
-    return isinstance(part, str) and (part.endswith("Data") or part == "DatasetRef" or "[" in part)
+# pydantic names the member of a union in the location ("data.y.list[float]"); users never see those
+_UNION_TAGS = {"list[list[float]]", "list[float]", "int", "str"} | {m.__name__ for m in DataSpec.__args__}
 
 
 def _validation_error(title: str, errors: list[tuple[tuple, str]]) -> ValidationError:
