@@ -59,7 +59,7 @@ class GraphFormat(StrEnum):
 
 
 class UsageError(Exception):
-    """Something the user can fix; printed as one line, exit code 2."""
+    """Something the user can fix: its message goes to stderr, the exit code is 2."""
 
 
 def fail(message: str, code: int = 2):
@@ -78,20 +78,34 @@ def usage_errors():
         yield
     except (UsageError, SpecError, DataError, GraphError, VerifyError, StoreError) as e:
         fail(str(e))
-    except KeyError as e:
-        fail(e.args[0] if e.args else str(e))
 
 
 def open_store(database_url: str | None):
     """Open (and migrate) the database, and mark jobs whose owner process died as interrupted."""
+    from sqlalchemy.exc import NoSuchModuleError, OperationalError
+
+    from service.db import database_url as resolve
     from service.store import Store
 
-    store = Store(url=database_url)
+    try:
+        url = resolve(database_url)
+        store = Store(url=url)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    except (NoSuchModuleError, ImportError, OperationalError) as e:
+        reason = str(e).splitlines()[0]
+        raise UsageError(f"cannot open the database {url!r}: {reason}") from None
     recovered = store.recover_orphans()
     if recovered:
         err.print(f"marked interrupted (their process is gone): jobs {', '.join(map(str, recovered))}; "
                   "continue one with `gradbook resume JOB`")
     return store
+
+
+def preset_spec(name: str) -> dict:
+    if name not in preset_catalog.names():
+        raise UsageError(f"unknown preset {name!r}; choose from {', '.join(preset_catalog.names())}")
+    return preset_catalog.get(name)
 
 
 def get_job(store, job_id: int) -> dict:
@@ -235,7 +249,7 @@ def train(
     with usage_errors():
         if (spec_file is None) == (preset is None):
             raise UsageError("give a spec file or --preset NAME (not both)")
-        doc = preset_catalog.get(preset) if preset is not None else read_spec_file(spec_file)
+        doc = preset_spec(preset) if preset is not None else read_spec_file(spec_file)
         if name is not None and isinstance(doc, dict):
             doc["name"] = name
         try:
@@ -413,6 +427,7 @@ def graph(
         if (preset is None) == (job_id is None):
             raise UsageError("give --preset NAME or --job JOB (with --step S)")
         if preset is not None:
+            preset_spec(preset)  # a clear error for an unknown name
             g = preset_graph(preset)
         else:
             g = job_graph(open_store(database_url), job_id, step)

@@ -182,6 +182,8 @@ def test_csv_data_errors_are_usage_errors(gb, tmp_path):
     (["jobs", "--status", "done"], "--status must be one of queued, running"),
     (["resume", "41"], "no job 41"),
     (["graph"], "give --preset NAME or --job JOB"),
+    (["graph", "--preset", "lenet"], "unknown preset 'lenet'; choose from seed, xor"),
+
     (["history", "1", "--start", "5", "--end", "2"], "--start 5 is after --end 2"),
 ])
 def test_usage_errors_exit_2(gb, args, message):
@@ -199,6 +201,16 @@ def test_epoch_based_jobs_show_their_total_steps(gb, tmp_path):
     assert job["total_steps"] == job["steps_done"] == 9  # 3 epochs of ceil(10 / 4) batches
     assert json.loads(gb("show", job["id"], "--json").stdout)["total_steps"] == 9
     assert json.loads(gb("jobs", "--json").stdout)[0]["total_steps"] == 9
+
+
+@pytest.mark.parametrize("url, message", [
+    ("::bad", "database url: '::bad' is not a valid SQLAlchemy URL"),
+    ("nonsense://", "cannot open the database 'nonsense://': Can't load plugin"),
+    ("sqlite:////no/such/directory/x.db", "cannot open the database 'sqlite:////no/such/directory/x.db'"),
+])
+def test_unusable_database_urls_are_usage_errors(url, message):
+    result = CliRunner().invoke(app, ["jobs", "--database-url", url])
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
 
 
 def test_only_interrupted_jobs_resume(gb):
