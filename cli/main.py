@@ -80,21 +80,34 @@ def usage_errors():
         fail(str(e))
 
 
-def open_store(database_url: str | None):
-    """Open (and migrate) the database, and mark jobs whose owner process died as interrupted."""
-    from sqlalchemy.exc import NoSuchModuleError, OperationalError
-
+def resolve_url(database_url: str | None) -> str:
     from service.db import database_url as resolve
-    from service.store import Store
 
     try:
-        url = resolve(database_url)
-        store = Store(url=url)
+        return resolve(database_url)
     except ValueError as e:
         raise UsageError(str(e)) from None
+
+
+@contextlib.contextmanager
+def database_errors(url: str):
+    """A database that cannot be reached (no driver, unknown dialect, bad path) is a usage error."""
+    from sqlalchemy.exc import NoSuchModuleError, OperationalError
+
+    try:
+        yield
     except (NoSuchModuleError, ImportError, OperationalError) as e:
         reason = str(e).splitlines()[0]
         raise UsageError(f"cannot open the database {url!r}: {reason}") from None
+
+
+def open_store(database_url: str | None):
+    """Open (and migrate) the database, and mark jobs whose owner process died as interrupted."""
+    from service.store import Store
+
+    url = resolve_url(database_url)
+    with database_errors(url):
+        store = Store(url=url)
     recovered = store.recover_orphans()
     if recovered:
         err.print(f"marked interrupted (their process is gone): jobs {', '.join(map(str, recovered))}; "
@@ -470,11 +483,12 @@ def verify(
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseUrl = None):
     """Apply the database migrations (also done automatically on start)."""
-    from service.db import database_url as resolve
     from service.db import upgrade
 
-    url = resolve(database_url)
-    upgrade(url)
+    with usage_errors():
+        url = resolve_url(database_url)
+        with database_errors(url):
+            upgrade(url)
     typer.echo(f"database at {url} is up to date")
 
 

@@ -209,8 +209,9 @@ def test_epoch_based_jobs_show_their_total_steps(gb, tmp_path):
     ("sqlite:////no/such/directory/x.db", "cannot open the database 'sqlite:////no/such/directory/x.db'"),
 ])
 def test_unusable_database_urls_are_usage_errors(url, message):
-    result = CliRunner().invoke(app, ["jobs", "--database-url", url])
-    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+    for command in (["jobs"], ["db", "upgrade"]):
+        result = CliRunner().invoke(app, [*command, "--database-url", url])
+        assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
 
 
 def test_only_interrupted_jobs_resume(gb):
