@@ -11,6 +11,7 @@
    request computed: SQL over the rollups plus JSON), beside /health under the same 20 clients.
 3. Event-stream latency: steps committed by a writer in this process, received by an SSE client
    through the server (target < 1 s), beside the stream's poll interval.
+4. Cancel mid-training: the POST answers once the worker has stopped the job (target < 2 s).
 """
 
 from __future__ import annotations
@@ -253,6 +254,26 @@ def bench_events(server: Server, store: Store, seconds: float = 3.0, every: floa
     return latencies, missing, len(committed)
 
 
+def bench_cancel(server: Server, rounds: int = 10) -> list[float]:
+    """POST cancel of a job mid-training; the answer comes once its worker has stopped it."""
+    conn = server.connection()
+    spec = presets.get("seed")
+    spec["steps"] = 1_000_000
+    body = json.dumps(spec)
+    took = []
+    for _ in range(rounds):
+        _, _, data = timed(conn, "POST", "/jobs", body, {"Content-Type": "application/json"})
+        job_id = json.loads(data)["id"]
+        while json.loads(timed(conn, "GET", f"/jobs/{job_id}")[2])["steps_done"] < 100:
+            time.sleep(0.01)
+        seconds, status, data = timed(conn, "POST", f"/jobs/{job_id}/cancel")
+        assert status == 200 and json.loads(data)["status"] == "cancelled"
+        assert job_id not in server.get_json("/health")["executor"]["running"]
+        took.append(seconds)
+    conn.close()
+    return took
+
+
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="gradbook-bench-"))
     url = f"sqlite:///{workdir / 'gradbook.db'}"
@@ -293,6 +314,11 @@ def main() -> None:
         print("\n3. event stream: step committed -> received by an SSE client (target < 1 s)")
         print(f"   {sent} steps in batches of 5 every 50 ms   {summary(latencies)}"
               f"   (poll interval 100 ms); missing: {len(missing)}")
+
+        took = bench_cancel(server)
+        print("\n4. cancel mid-training: POST /jobs/{id}/cancel, answered once the worker stopped "
+              "(target < 2 s)")
+        print(f"   10 running jobs                           {summary(took)}")
     finally:
         server.stop()
         store.close()
