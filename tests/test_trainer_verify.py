@@ -103,3 +103,23 @@ def test_graphs_of_large_batches_are_refused(monkeypatch):
     monkeypatch.setenv("GRADBOOK_GRAPH_MAX_VALUES", "100")
     with pytest.raises(GraphError, match="over the limit of 100"):
         preset_graph("moons")
+
+
+@pytest.mark.parametrize("loss, data, n_out", [
+    ("half_squared_error", {"dataset": "linear", "n": 12, "features": 3, "outputs": 2}, 2),
+    ("mse", {"dataset": "sine", "n": 12}, 1),
+    ("cross_entropy", {"dataset": "spirals", "n": 12, "classes": 3}, 3),
+    ("binary_cross_entropy", {"dataset": "moons", "n": 12}, 1),
+])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu", "linear"])
+def test_every_activation_and_loss_records_true_gradients(store, activation, loss, data, n_out):
+    # b1 = 0.1, not 0: the spirals start at the origin, where z1 = x w1 + 0 would sit on the ReLU's
+    # kink and bumping would see slope 1/2 where backprop (rightly) takes the subgradient 0
+    layers = [{"units": 5, "activation": activation}, {"units": n_out, "activation": "linear"}]
+    doc = {"model": {"layers": layers, "init": {"scheme": "xavier", "seed": 3, "b1": [0.1] * 5}},
+           "data": data, "loss": loss, "optimizer": {"name": "adam", "lr": 0.05}, "steps": 3, "batch_size": 5}
+    job_id = store.create_job("grid", doc)
+    assert run_job(store, job_id).status == "succeeded"
+    for step in (0, 2):
+        report = verify_step(store, job_id, step)
+        assert report.max_abs_error < 1e-8, report
