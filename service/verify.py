@@ -41,6 +41,8 @@ class VerifyReport:
     numerical_seconds: float        # 2 × n_params forward passes
     forward_passes: int
     recorded_vs_replayed: float     # max |recorded − recomputed backprop|: 0 when the history is exact
+    kink_inputs: int                # ReLU inputs within eps of 0, where bumping sees a slope of about 1/2
+                                    # and backprop the subgradient: errors there are not backprop's
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +92,11 @@ def verify_step(store, job_id: int, step: int, eps: float = 1e-6, resolve_datase
     def loss_of(*tensors):
         return trainer.loss(x64, y64, params=dict(zip(names, tensors, strict=True)))
 
+    with ad.trace() as tr:  # only recorded ops are traced: the inputs must require gradients
+        loss_of(*[ad.Tensor(a, requires_grad=True) for a in inputs])
+    kinks = sum(int(np.count_nonzero(np.abs(tr.graph.nodes[node.inputs[0]].value) <= eps))
+                for node in tr.graph.nodes if node.op in ("relu", "leaky_relu"))
+
     t0 = time.perf_counter()
     numeric = ad.numerical_grad(loss_of, inputs, eps)
     numerical_seconds = time.perf_counter() - t0
@@ -102,4 +109,5 @@ def verify_step(store, job_id: int, step: int, eps: float = 1e-6, resolve_datase
                         max_rel_error=per_param[worst], max_abs_error=abs_error, worst_param=worst,
                         per_param=per_param,
                         backprop_seconds=backprop_seconds, numerical_seconds=numerical_seconds,
-                        forward_passes=2 * trainer.plan.n_params, recorded_vs_replayed=replay)
+                        forward_passes=2 * trainer.plan.n_params, recorded_vs_replayed=replay,
+                        kink_inputs=kinks)

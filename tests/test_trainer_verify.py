@@ -122,4 +122,15 @@ def test_every_activation_and_loss_records_true_gradients(store, activation, los
     assert run_job(store, job_id).status == "succeeded"
     for step in (0, 2):
         report = verify_step(store, job_id, step)
-        assert report.max_abs_error < 1e-8, report
+        assert report.max_abs_error < 1e-8 and report.kink_inputs == 0, report
+
+
+def test_inputs_on_a_relu_kink_are_counted(store):
+    # every spiral arm starts at the origin: with b1 = 0 those 3 points' 5 ReLU inputs are exactly 0
+    doc = {"model": {"layers": [{"units": 5, "activation": "relu"}, {"units": 3, "activation": "linear"}]},
+           "data": {"dataset": "spirals", "n": 12}, "loss": "cross_entropy",
+           "optimizer": {"name": "sgd", "lr": 0.1}, "steps": 1}
+    job_id = store.create_job("kink", doc)
+    run_job(store, job_id)
+    report = verify_step(store, job_id, 0)
+    assert report.kink_inputs == 3 * 5
