@@ -477,8 +477,8 @@ def verify(
     for name, e in report.per_param.items():
         typer.echo(f"    {name:8} {e:.3g}")
     if report.kink_inputs:
-        typer.echo(f"  note: {report.kink_inputs} ReLU inputs lie within eps of 0, where bumping sees a slope "
-                   "of about 1/2 and backprop the subgradient; errors from them are not backprop's")
+        typer.echo(f"  note: {report.kink_inputs} ReLU inputs lie within eps of 0, where bumping sees a "
+                   "slope of about 1/2 and backprop the subgradient; errors from them are not backprop's")
     if report.recorded_vs_replayed:
         typer.echo(f"  note: replaying backprop differs from the record by {report.recorded_vs_replayed:.3g}")
 
