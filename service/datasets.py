@@ -116,7 +116,10 @@ def parse_csv(text: str, targets: int = 1, loc: tuple = ("data", "csv")):
 
     Returns (x, y, column names). Errors name the row (1-based, as an editor shows it) and column.
     """
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    except csv.Error as e:  # e.g. a stray carriage return inside a field
+        raise DataError(loc, f"not readable as CSV: {e}") from None
     if not rows:
         raise DataError(loc, "the file has no rows")
     header = None

@@ -82,6 +82,7 @@ def test_csv_without_header_and_two_targets():
     ("a,b\n1,2\n3\n", "data.csv: row 3 has 1 columns, expected 2"),
     ("1,2\n3,x\n", "data.csv: row 2 column 2: 'x' is not a number"),
     ("1\n2\n", r"data.csv: need more than 1 column\(s\)"),
+    ("1,2\r3,4\n", "data.csv: not readable as CSV: new-line character seen in unquoted field"),
 ])
 def test_csv_errors_name_row_and_column(text, message):
     with pytest.raises(DataError, match=message):
