@@ -104,6 +104,7 @@ class _Slot:
         self.index = index
         self.job: int | None = None
         self.ready = False
+        self.broken = False  # its pipe failed: skipped until the monitor replaces it
         self.handle = None  # the process or thread
         self.conn = None    # the parent's end of the worker's pipe (processes)
 
@@ -159,10 +160,15 @@ class _PoolExecutor(Executor):
         for slot in self._slots:
             if not self._pending:
                 return
-            if slot.job is None and slot.handle is not None:
+            if slot.job is None and slot.handle is not None and not slot.broken:
                 job_id, resume = self._pending.popitem(last=False)
                 slot.job = job_id
-                self._deliver(slot, job_id, resume)
+                try:
+                    self._deliver(slot, job_id, resume)
+                except OSError:  # the worker just died; the job waits for the next one
+                    slot.job, slot.broken = None, True
+                    self._pending[job_id] = resume
+                    self._pending.move_to_end(job_id, last=False)
 
     def _finished(self, slot: _Slot, job_id: int) -> None:
         with self._lock:
@@ -380,7 +386,7 @@ class ProcessExecutor(_PoolExecutor):
         )
         process.start()
         child.close()
-        slot.handle, slot.conn, slot.ready = process, parent, False
+        slot.handle, slot.conn, slot.ready, slot.broken = process, parent, False, False
 
     def _deliver(self, slot: _Slot, job_id: int, resume: bool) -> None:
         self._flags[slot.index] = 0
@@ -428,7 +434,7 @@ class ProcessExecutor(_PoolExecutor):
 
         self._receive(slot)  # what it said before it went
         with self._lock:
-            process, job_id = slot.handle, slot.job
+            process, job_id, was_ready = slot.handle, slot.job, slot.ready
             if process is None or process.is_alive():
                 return
             process.join()
@@ -450,9 +456,16 @@ class ProcessExecutor(_PoolExecutor):
                         self._pending.move_to_end(job_id, last=False)
             except StoreError:
                 log.exception("could not recover job %s", job_id)
+        if not was_ready and not closing:
+            # It died while starting (a broken install, a database it cannot open): do not spin.
+            log.error("worker %s exited with code %s before it was ready; restarting it in 1 s",
+                      slot.index, process.exitcode)
+            time.sleep(1.0)
         while not closing:
             try:
                 with self._lock:
+                    if self._closed:
+                        return
                     self._launch(slot)
                     self._dispatch()
                 return
