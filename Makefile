@@ -12,8 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The lecture's network trained on the embedded SQLite default (./gradbook.db), then its book:
+# the first steps' history, the computation graph at step 0 and the numerical check of that step.
 demo: $(STAMP)
-	$(BIN)/python -m autodiff.demo
+	@id=$$($(BIN)/gradbook train --preset seed --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["id"])') && \
+	  echo && $(BIN)/gradbook history $$id --end 9 && \
+	  echo && $(BIN)/gradbook graph --job $$id --step 0 && \
+	  echo && $(BIN)/gradbook verify $$id --step 0
 
 test: $(STAMP) browser
 	$(BIN)/ruff check .

@@ -292,17 +292,21 @@ class Store:
         reason: str | None = None,
         error: str | None = None,
         owner: str | None = None,
+        from_status: str | None = None,
     ) -> None:
         """Change the job's status (see TRANSITIONS) and record the change in job_events.
 
         ``owner`` ("pid@hostname", default this process) is recorded when the job starts running.
+        ``from_status`` makes it a compare-and-set: JobStateError unless the job is in that state
+        (a runner ending its job must not overwrite a cancel or an interruption made meanwhile).
         """
         if to_status not in JOB_STATUSES:
             raise ValueError(f"to_status: expected one of {list(JOB_STATUSES)}, got {to_status!r}")
         with self.engine.begin() as conn:
-            self._transition(
-                conn, self._job_row(conn, job_id, for_update=True), to_status, reason, error, owner
-            )
+            job = self._job_row(conn, job_id, for_update=True)
+            if from_status is not None and job.status != from_status:
+                raise JobStateError(f"job {job_id} is {job.status}, not {from_status}; left as it is")
+            self._transition(conn, job, to_status, reason, error, owner)
 
     def _transition(self, conn, job, to_status, reason, error, owner) -> None:
         if to_status not in TRANSITIONS.get(job.status, ()):

@@ -445,14 +445,19 @@ def run_job(store, job_id: int, *, resume: bool = False, should_stop: Callable[[
 
     try:
         outcome = trainer.run(writer, start, should_stop=should_stop, on_flush=on_flush, on_tick=on_tick)
+    # Every final transition is conditional on the job still running here: a cancel or an
+    # interruption recorded from outside meanwhile stands (JobStateError is then expected).
     except KeyboardInterrupt:
-        store.transition(job_id, "interrupted", reason="interrupted by the user (SIGINT/SIGTERM)")
+        with contextlib.suppress(JobStateError):
+            store.transition(job_id, "interrupted", reason="interrupted by the user (SIGINT/SIGTERM)",
+                             from_status="running")
         raise
     except Exception as e:
         message = f"{type(e).__name__}: {e}"
-        store.transition(job_id, "failed", reason="error", error=message)
+        with contextlib.suppress(JobStateError):
+            store.transition(job_id, "failed", reason="error", error=message, from_status="running")
         return Outcome("failed", store.get_job(job_id)["steps_done"], error=message)
-    with contextlib.suppress(JobStateError):  # raised when it was ended from outside (a cancel)
+    with contextlib.suppress(JobStateError):
         store.transition(job_id, outcome.status, reason=outcome.reason or outcome.error or outcome.status,
-                         error=outcome.error)
+                         error=outcome.error, from_status="running")
     return outcome

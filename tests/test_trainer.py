@@ -285,6 +285,26 @@ def test_a_cancel_from_outside_is_noticed_at_the_next_flush(store, monkeypatch):
     assert steps == list(range(len(steps))) and 20 <= len(steps) <= 25
 
 
+def test_an_interruption_recorded_from_outside_is_not_overwritten_by_the_runner(store):
+    """A server shutting down marks its jobs interrupted and stops them; the runner's own final
+    transition (which would say cancelled) must leave that state alone, so resume stays possible."""
+    job_id = store.create_job("seed", presets.get("seed"))
+    other = Store(url=store.url)
+    calls = []
+
+    def interrupted_from_outside():
+        calls.append(1)
+        if len(calls) == 5:
+            other.transition(job_id, "interrupted", reason="server shutting down")
+            return True
+        return False
+
+    run_job(store, job_id, should_stop=interrupted_from_outside)
+    other.close()
+    assert store.get_job(job_id)["status"] == "interrupted"
+    assert run_job(store, job_id, resume=True).status == "succeeded"
+
+
 def test_resumed_history_equals_the_uninterrupted_one(store):
     doc = moons_short(optimizer={"name": "adam", "lr": 0.01,
                                  "schedule": {"name": "cosine", "t_max": 40}, "clip_grad_norm": 1.0})
