@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from service import presets as preset_catalog
@@ -27,29 +26,17 @@ from service.datasets import DataError
 from service.spec import CsvData, SpecError, format_loc, job_view, make_plan, parse_spec
 
 from . import render, serve_commands
-from .serve_commands import Token, Url
+from .common import DatabaseUrl, JsonFlag, RowFormat, Token, Url, err, fail
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
                   help="Train neural networks and keep the book of every step: loss and every gradient.")
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")
 
-err = Console(stderr=True, highlight=False)
-
-DatabaseUrl = Annotated[str | None, typer.Option(
-    "--database-url", envvar="GRADBOOK_DATABASE_URL", show_envvar=True,
-    help="SQLAlchemy URL of the database (default: sqlite:///gradbook.db in this directory).")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 Start = Annotated[int | None, typer.Option(min=0, help="First step (inclusive).")]
 End = Annotated[int | None, typer.Option(min=0, help="Last step (inclusive).")]
 MaxPoints = Annotated[int, typer.Option("--max-points", min=1, help="Downsample longer ranges into "
                                         "this many buckets (min/max/mean/last each).")]
-
-
-class RowFormat(StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 class GraphFormat(StrEnum):
@@ -60,11 +47,6 @@ class GraphFormat(StrEnum):
 
 class UsageError(Exception):
     """Something the user can fix: its message goes to stderr, the exit code is 2."""
-
-
-def fail(message: str, code: int = 2):
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 @contextlib.contextmanager

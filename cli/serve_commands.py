@@ -19,41 +19,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import render
+from .common import DatabaseUrl, JobArg, JsonFlag, RowFormat, Token, Url, err, fail
 from .remote import Client, RemoteError
-
-err = Console(stderr=True, highlight=False)
-
-Url = Annotated[str | None, typer.Option(
-    "--url", envvar="GRADBOOK_URL", show_envvar=True,
-    help="A gradbook server (http://host:port); without it, the local database is used.")]
-Token = Annotated[str | None, typer.Option(
-    "--token", envvar="GRADBOOK_API_TOKEN", show_envvar=True, show_default=False,
-    help="Bearer token of the server (prefer the environment variable to the option).")]
-DatabaseUrl = Annotated[str | None, typer.Option(
-    "--database-url", envvar="GRADBOOK_DATABASE_URL", show_envvar=True,
-    help="SQLAlchemy URL of the database (default: sqlite:///gradbook.db in this directory).")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-JobArg = Annotated[int, typer.Argument(metavar="JOB", min=1)]
-
-
-class RowFormat(StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 class ExportFormat(StrEnum):
     csv = "csv"
     ndjson = "ndjson"
-
-
-def fail(message: str, code: int = 2):
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def client(url: str, token: str | None) -> Client:
