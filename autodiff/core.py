@@ -214,7 +214,7 @@ class Tensor:
                     f"backward() without a gradient needs a scalar output, this one has shape "
                     f"{self.shape}; pass grad= an array of that shape"
                 )
-            grad = np.ones_like(self.data)
+            grad = np.ones(self.data.shape, dtype=self.data.dtype)
         else:
             grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if grad.shape != self.shape:
@@ -303,7 +303,7 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
                 pg = pg.astype(pdata.dtype, copy=False)
             prev = grads.get(parent)
             if prev is None:
-                fresh = type(pg) is np.ndarray and pg.flags.owndata and pg is not g and pg is not out
+                fresh = type(pg) is np.ndarray and pg.base is None and pg is not g and pg is not out
                 if fresh:
                     for a in args:
                         if pg is a:
@@ -324,6 +324,8 @@ def sum_to_shape(g: np.ndarray, shape: tuple) -> np.ndarray:
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
+    if lead == 1 and g.shape[1:] == shape:  # the common case: a bias broadcast over a batch
+        return np.add.reduce(g, axis=0)
     if lead > 0:
         g = np.add.reduce(g, axis=tuple(range(lead)))
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
@@ -378,35 +380,37 @@ def primitive(name: str, variadic: bool = False):
         rule = Rule(name, forward)
         registry[name] = rule
 
-        def apply(tensors, kwargs):
-            arrays = []
-            needs_grad = False
-            all_tensors = True
-            for t in tensors:
-                if isinstance(t, Tensor):
-                    arrays.append(t.data)
-                    if t.requires_grad:
-                        needs_grad = True
-                else:
-                    arrays.append(t)
-                    all_tensors = False
-            if all_tensors:
-                parents = tuple(tensors)
-            else:
-                like = next((t.data.dtype for t in tensors if isinstance(t, Tensor)), None)
-                parents = tuple(t if isinstance(t, Tensor) else None for t in tensors)
-                arrays = [a if p is not None else _coerce_constant(a, like)
-                          for a, p in zip(arrays, parents, strict=True)]
+        def run(parents, arrays, needs_grad, kwargs):
             try:
                 out = forward(*arrays, **kwargs)
             except (ValueError, IndexError, TypeError) as e:
                 shapes = " and ".join(str(np.shape(a)) for a in arrays)
                 raise type(e)(f"{name}: cannot apply to shapes {shapes}: {e}") from None
-            if not isinstance(out, np.ndarray):
+            if type(out) is not np.ndarray:
                 out = np.asarray(out)
             if needs_grad and _GradMode.enabled and out.dtype.kind == "f":
-                return Tensor._result(out, rule, parents, tuple(arrays), kwargs)
+                return Tensor._result(out, rule, parents, arrays, kwargs)
             return Tensor._constant(out)
+
+        def apply(tensors, kwargs):
+            arrays = []
+            needs_grad = False
+            for t in tensors:
+                if not isinstance(t, Tensor):
+                    return apply_mixed(tensors, kwargs)
+                arrays.append(t.data)
+                if t.requires_grad:
+                    needs_grad = True
+            return run(tuple(tensors), tuple(arrays), needs_grad, kwargs)
+
+        def apply_mixed(tensors, kwargs):
+            """Some arguments are constants: wrap them as arrays of the tensors' dtype."""
+            like = next((t.data.dtype for t in tensors if isinstance(t, Tensor)), None)
+            parents = tuple(t if isinstance(t, Tensor) else None for t in tensors)
+            arrays = tuple(t.data if p is not None else _coerce_constant(t, like)
+                           for t, p in zip(tensors, parents, strict=True))
+            needs_grad = any(p is not None and p.requires_grad for p in parents)
+            return run(parents, arrays, needs_grad, kwargs)
 
         if variadic:
             @functools.wraps(forward)

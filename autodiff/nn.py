@@ -45,6 +45,7 @@ class Linear:
         rng = rng if rng is not None else np.random.default_rng(0)
         values = values or {}
         self.index = index
+        self._names = (f"t{index}", f"z{index}", f"a{index}")  # the lecture's names of its values
         wname, bname = f"w{index}", f"b{index}"
         w = values.get(wname)
         b = values.get(bname)
@@ -60,9 +61,11 @@ class Linear:
         return {self.w.name: self.w, self.b.name: self.b}
 
     def __call__(self, x):
-        i = self.index
-        t = ops.matmul(x, self.w).named(f"t{i}")
-        return ops.add(t, self.b).named(f"z{i}")
+        t = ops.matmul(x, self.w)
+        t.name = self._names[0]
+        z = ops.add(t, self.b)
+        z.name = self._names[1]
+        return z
 
 
 def _checked(value, shape, name, dtype):
@@ -131,7 +134,8 @@ class MLP:
             h = layer(h)
             fn = ACTIVATIONS[act]
             if fn is not None:
-                h = fn(h).named(f"a{layer.index}")
+                h = fn(h)
+                h.name = layer._names[2]
         return h
 
 

@@ -223,7 +223,8 @@ def relu(x):
     return np.maximum(x, 0)
 
 
-defvjp(relu, lambda g, out, x: g * (x > 0))
+# sign(out) is the 0/1 mask x > 0 without a bool-to-float cast (a NaN input gives a NaN gradient).
+defvjp(relu, lambda g, out, x: g * np.sign(out))
 
 
 @primitive("leaky_relu")
