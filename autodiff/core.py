@@ -214,7 +214,7 @@ class Tensor:
                     f"backward() without a gradient needs a scalar output, this one has shape "
                     f"{self.shape}; pass grad= an array of that shape"
                 )
-            grad = np.ones(self.data.shape, dtype=self.data.dtype)
+            grad = np.array(1, dtype=self.data.dtype).reshape(self.data.shape)
         else:
             grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if grad.shape != self.shape:
@@ -265,22 +265,24 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
     """Visit the graph newest-first from a heap keyed by creation number (no recursion, no separate
     sort): a tensor is popped only after every op that consumed it, since those are all newer.
 
-    Each pending gradient travels with an `owned` flag: True when a VJP computed a fresh array
-    (not its incoming g, output or an argument passed through), so a leaf may keep it uncopied.
+    Only op outputs are queued; a leaf's gradient is added to its ``.grad`` as each contribution
+    arrives (as PyTorch's AccumulateGrad does). A contribution a VJP computed afresh (not its incoming
+    g, output or an argument passed through) may become ``.grad`` without a copy.
     """
     if root._freed:
         raise RuntimeError(_FREED_MESSAGE)
-    grads = {root: (grad, False)}
+    if root._rule is None:
+        _accumulate_leaf(root, grad, False)
+        return
+    grads = {root: grad}
     heap = [(-root._seq, root)]
     pop, push = heapq.heappop, heapq.heappush
     while heap:
         node = pop(heap)[1]
-        g, owned = grads.pop(node)
+        g = grads.pop(node)
         rule = node._rule
-        if rule is None or node._retain:
-            _accumulate_leaf(node, g, owned and rule is None)
-            if rule is None:
-                continue
+        if node._retain:
+            _accumulate_leaf(node, g, False)
         if node._freed:
             raise RuntimeError(_FREED_MESSAGE)
         out, args, kwargs = node.data, node._args, node._kwargs
@@ -301,17 +303,20 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
                 pg = sum_to_shape(pg, pdata.shape)
             if pg.dtype is not pdata.dtype and pg.dtype != pdata.dtype:
                 pg = pg.astype(pdata.dtype, copy=False)
-            prev = grads.get(parent)
-            if prev is None:
+            if parent._rule is None:  # a leaf: accumulate now, no need to queue it
                 fresh = type(pg) is np.ndarray and pg.base is None and pg is not g and pg is not out
                 if fresh:
                     for a in args:
                         if pg is a:
                             fresh = False
-                grads[parent] = (pg, fresh)
+                _accumulate_leaf(parent, pg, fresh)
+                continue
+            prev = grads.get(parent)
+            if prev is None:
+                grads[parent] = pg
                 push(heap, (-parent._seq, parent))
             else:
-                grads[parent] = (prev[0] + pg, True)
+                grads[parent] = prev + pg
         if not retain_graph:
             node._parents = ()
             node._args = ()
