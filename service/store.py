@@ -519,15 +519,7 @@ class Store:
 
         ``copy=False`` returns the cached objects themselves, shared with other callers: cheaper
         for a caller that only serializes them and never changes them."""
-        query.check_range(start, end, max_points)
-        with self._reader.begin() as conn:
-            job = self._job_row(conn, job_id)
-            return self._cached(
-                job,
-                ("history", start, end, max_points),
-                lambda: query.history(conn, job_id, start, end, max_points),
-                copy,
-            )
+        return self.history_points(job_id, start, end, max_points).dicts(copy)
 
     def gradients(
         self,
@@ -540,6 +532,30 @@ class Store:
         copy: bool = True,
     ) -> list[dict]:
         """One parameter's gradient statistics over [start, end], raw or bucketed like history."""
+        return self.gradients_points(job_id, param, start, end, max_points).dicts(copy)
+
+    def history_points(
+        self, job_id: int, start: int | None = None, end: int | None = None, max_points: int = 1000
+    ) -> query.Points:
+        """:meth:`history` as rows (shared with other callers through the cache: read only)."""
+        query.check_range(start, end, max_points)
+        with self._reader.begin() as conn:
+            job = self._job_row(conn, job_id)
+            return self._cached(
+                job,
+                ("history", start, end, max_points),
+                lambda: query.history(conn, job_id, start, end, max_points),
+            )
+
+    def gradients_points(
+        self,
+        job_id: int,
+        param: str,
+        start: int | None = None,
+        end: int | None = None,
+        max_points: int = 1000,
+    ) -> query.Points:
+        """:meth:`gradients` as rows (shared with other callers through the cache: read only)."""
         query.check_range(start, end, max_points)
         with self._reader.begin() as conn:
             job = self._job_row(conn, job_id)
@@ -551,16 +567,14 @@ class Store:
                 job,
                 ("gradients", index, start, end, max_points),
                 lambda: query.gradients(conn, job_id, index, start, end, max_points),
-                copy,
             )
 
-    def _cached(self, job, request: tuple, compute, copy: bool = True) -> list[dict]:
+    def _cached(self, job, request: tuple, compute) -> query.Points:
         """Range results are cached per job version: every change to a job's history (flush,
         truncate, delete) also sets its updated_at in the same transaction, and the job row is
-        read in the same read transaction as the history. Callers get copies."""
+        read in the same read transaction as the history. The query runs outside the cache's lock."""
         key = (job.id, _aware(job.updated_at), job.steps_done, *request)
-        points = self._results.get_or_compute(key, compute)
-        return query.copy_points(points) if copy else points
+        return self._results.get_or_compute(key, compute)
 
     def _param_names(self, conn: Connection, job_id: int) -> list[str]:
         job = self._job_row(conn, job_id)

@@ -1,8 +1,9 @@
 """Reading a job's history: step ranges raw or downsampled, one step in full, and export.
 
 Every function takes an open connection (the Store gives it a read transaction, so several
-queries see one snapshot) and returns plain dicts ready for JSON, except that NaN and infinities
-stay Python floats (JSON has no spelling for them; the caller decides).
+queries see one snapshot). Ranges come back as :class:`Points` (the rows as SQL returned them,
+decoded to dicts on demand); the rest as plain dicts ready for JSON, except that NaN and
+infinities stay Python floats (JSON has no spelling for them; the caller decides).
 
 A point of a downsampled range describes one bucket: ``step`` and ``step_end`` are the first and
 last recorded steps in it, ``count`` the number of recorded steps, and every series is an object
@@ -37,50 +38,78 @@ def check_range(start, end, max_points) -> None:
         raise ValueError(f"max_points: expected a positive integer, got {max_points!r}")
 
 
-def _history_value(value, mask: int, bit: int):
-    if value is None:
-        return NAN if mask >> bit & 1 else None
-    return value
-
-
 def _stat_value(name: str, value):
     if value is None:  # stats are always recorded: NULL is a stored NaN
         return NAN
     return int(value) if name == "nonfinite" else value
 
 
-def _values(st: rollup.SeriesTable, row, at: int) -> list:
-    """Decoded series values from ``row[at:]`` laid out as :func:`store_rollup.raw_columns`."""
-    n = len(st.series)
-    if st is rollup.HISTORY:
-        mask = row[at + n]
-        return [_history_value(row[at + i], mask, i) for i in range(n)]
-    return [_stat_value(s, row[at + i]) for i, s in enumerate(st.series)]
+class Points:
+    """A range's points as the rows SQL returned (tuples: cheap to fetch, cache and share).
+
+    Raw: ``(step, *series, nan)``. Downsampled: ``(step, step_end, count, *(min, max, mean, last)
+    per series, nan)``. SQL returns NaN as NULL; ``nan`` is a bit mask that tells them apart (raw:
+    bit i, series i is NaN; buckets: bit i, series i's mean is NaN, bit n + i, its last value is).
+    :meth:`dicts` decodes them; a JSON writer that spells NaN as null can use the rows as they are.
+    """
+
+    __slots__ = ("series", "downsampled", "rows", "_shared")
+
+    def __init__(self, series: tuple[str, ...], downsampled: bool, rows: list[tuple]):
+        self.series, self.downsampled, self.rows = series, downsampled, rows
+        self._shared: list[dict] | None = None
+
+    def dicts(self, copy: bool = True) -> list[dict]:
+        """The points as dicts (see the module docstring), NaN restored from the bit mask: fresh ones,
+        or with ``copy=False`` one list decoded once and shared by every such caller (read only)."""
+        if copy or self._shared is None:
+            decode = _bucket_dicts if self.downsampled else _raw_dicts
+            points = decode(self.series, self.rows)
+            if copy:
+                return points
+            self._shared = points
+        return self._shared
+
+
+def _raw_dicts(series: tuple[str, ...], rows) -> list[dict]:
+    keys = ("step", *series)
+    out = []
+    for row in rows:
+        point = dict(zip(keys, row, strict=False))  # stops before the trailing mask
+        nan = row[-1]
+        if nan:
+            for i, s in enumerate(series):
+                if nan >> i & 1:
+                    point[s] = NAN
+        out.append(point)
+    return out
+
+
+_AGGREGATES = ("min", "max", "mean", "last")
+
+
+def _bucket_dicts(series: tuple[str, ...], rows) -> list[dict]:
+    n = len(series)
+    spans = [(s, 3 + 4 * i, 7 + 4 * i) for i, s in enumerate(series)]
+    out = []
+    for row in rows:
+        point = {"step": row[0], "step_end": row[1], "count": row[2]}
+        for s, a, b in spans:
+            point[s] = dict(zip(_AGGREGATES, row[a:b], strict=True))
+        nan = row[-1]
+        if nan:
+            for i, s in enumerate(series):
+                if nan >> i & 1:
+                    point[s]["mean"] = NAN
+                if nan >> (n + i) & 1:
+                    point[s]["last"] = NAN
+        out.append(point)
+    return out
 
 
 def raw_point(st: rollup.SeriesTable, row) -> dict:
-    """A raw point from a row of ``store_rollup.raw_columns(st)`` (positional: Row attribute access
-    costs microseconds, and there can be thousands of rows)."""
-    point = {"step": row[0]}
-    point.update(zip(st.series, _values(st, row, 1), strict=True))
-    return point
-
-
-def _bucket_point(st: rollup.SeriesTable, row) -> dict:
-    """A bucket from a row of ``store_rollup.bucket_rows``."""
-    point = {"step": row[0], "step_end": row[1], "count": row[2]}
-    lasts = _values(st, row, 3 + 4 * len(st.series))
-    for i, s in enumerate(st.series):
-        lo, hi, total, count = row[3 + 4 * i : 7 + 4 * i]
-        if count == 0:
-            agg = {"min": None, "max": None, "mean": None}
-        else:
-            if s == "nonfinite":
-                lo, hi = int(lo), int(hi)
-            agg = {"min": lo, "max": hi, "mean": NAN if total is None else total / count}
-        agg["last"] = lasts[i]
-        point[s] = agg
-    return point
+    """A raw point from a row of ``store_rollup.raw_columns(st)``."""
+    return _raw_dicts(st.series, (row,))[0]
 
 
 def _extent(conn: Connection, table, where: list) -> tuple[int | None, int | None]:
@@ -90,28 +119,26 @@ def _extent(conn: Connection, table, where: list) -> tuple[int | None, int | Non
     return tuple(conn.execute(select(first, last)).one())
 
 
-def _series_range(conn, st: rollup.SeriesTable, job_id: int, key_in: dict, start, end, max_points):
+def _series_range(conn, st: rollup.SeriesTable, job_id: int, key_in: dict, start, end, max_points) -> Points:
     table = st.raw
     where = [table.c.job_id == job_id] + [table.c[k].in_(v) for k, v in key_in.items()]
     first, last = _extent(conn, table, where)
-    if first is None:
-        return []
-    lo = first if start is None else max(start, first)
-    hi = last if end is None else min(end, last)
-    if lo > hi:
-        return []
+    lo = None if first is None else first if start is None else max(start, first)
+    hi = None if last is None else last if end is None else min(end, last)
+    if lo is None or lo > hi:
+        return Points(st.series, False, [])
     if hi - lo + 1 <= max_points:
-        query = select(*rollup.raw_columns(st)).where(*where, table.c.step.between(lo, hi))
-        return [raw_point(st, r) for r in conn.execute(query.order_by(table.c.step))]
+        params = {"job_id": job_id, "lo": lo, "hi": hi, **{f"{k}s": list(v) for k, v in key_in.items()}}
+        return Points(st.series, False, conn.execute(rollup.raw_statement(st), params).all())
     rows = rollup.bucket_rows(conn, st, job_id, key_in, rollup.plan(lo, hi, max_points))
-    return [_bucket_point(st, r) for r in rows]
+    return Points(st.series, True, rows)
 
 
-def history(conn: Connection, job_id: int, start, end, max_points: int) -> list[dict]:
+def history(conn: Connection, job_id: int, start, end, max_points: int) -> Points:
     return _series_range(conn, rollup.HISTORY, job_id, {}, start, end, max_points)
 
 
-def gradients(conn: Connection, job_id: int, param_index: int, start, end, max_points: int) -> list[dict]:
+def gradients(conn: Connection, job_id: int, param_index: int, start, end, max_points: int) -> Points:
     return _series_range(conn, rollup.PARAM_STATS, job_id, {"param": [param_index]}, start, end, max_points)
 
 
@@ -125,11 +152,8 @@ def step(conn: Connection, job_id: int, step_number: int, param_names: list[str]
         return None
     result = {"step": step_number}
     if row is not None:
-        result.update(
-            zip(
-                HISTORY_SERIES, _values(rollup.HISTORY, [getattr(row, c) for c in _H_COLUMNS], 0), strict=True
-            )
-        )
+        point = raw_point(rollup.HISTORY, [step_number, *[getattr(row, c) for c in _H_COLUMNS]])
+        result.update((s, point[s]) for s in HISTORY_SERIES)
     if param_names:
         stats = conn.execute(
             select(ps).where(
@@ -220,8 +244,3 @@ class ResultCache:
             with self._lock:
                 del self._pending[key]
             done.set()
-
-
-def copy_points(points: list[dict]) -> list[dict]:
-    """Copies of points (and of their per-series dicts), so callers may change what they get."""
-    return [{k: dict(v) if isinstance(v, dict) else v for k, v in p.items()} for p in points]

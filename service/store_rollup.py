@@ -20,21 +20,25 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import (
+    Float,
     Integer,
     SmallInteger,
     Table,
     and_,
     bindparam,
     case,
+    cast,
     delete,
     func,
     literal,
     literal_column,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.engine import Connection
@@ -276,7 +280,13 @@ def _bucket_count(start: int, end: int, width: int) -> int:
 
 
 def plan(start: int, end: int, max_points: int) -> Plan:
-    """Choose the level and bucket width for [start, end] (more than ``max_points`` steps)."""
+    """Choose the level and bucket width for [start, end] (more than ``max_points`` steps).
+
+    The width is the smallest multiple ``k * 4**L`` of the finest level ``L`` with at least
+    ``max_points`` blocks in the range that gives at most ``max_points`` buckets (k is 1 to 4, so
+    buckets stay close to ``max_points``). The scan then reads the coarsest level whose blocks
+    tile the width (k = 4 is one block of level L + 1), at most ``k`` rows per bucket.
+    """
     level = 0
     for candidate in range(ROLLUP_LEVELS, 0, -1):
         if _bucket_count(start, end, block_size(candidate)) >= max_points:
@@ -286,7 +296,10 @@ def plan(start: int, end: int, max_points: int) -> Plan:
     k = -(-_bucket_count(start, end, size) // max_points)
     while _bucket_count(start, end, k * size) > max_points:
         k += 1
-    return Plan(level, k * size, tuple(_segments(start, end, level)))
+    width = k * size
+    while level < ROLLUP_LEVELS and width % block_size(level + 1) == 0:
+        level += 1
+    return Plan(level, width, tuple(_segments(start, end, level)))
 
 
 def _segments(start: int, end: int, level: int):
@@ -307,33 +320,88 @@ def _segments(start: int, end: int, level: int):
     yield from _segments(stop, end, level - 1)
 
 
+def _nan_bits(flags) -> object:
+    """An integer whose bit i is set when ``flags[i]`` (a SQL condition) holds."""
+    return functools.reduce(operator.add, [case((flag, 1 << i), else_=0) for i, flag in enumerate(flags)])
+
+
 def raw_columns(st: SeriesTable) -> list:
-    """step, the series, and for history its nan_mask: what a raw point is decoded from."""
+    """step, the series, and a NaN bit mask (bit i: series i is NaN; a NULL without the bit is a
+    value that was not recorded): what a raw point is decoded from."""
     t = st.raw
-    return [t.c.step, *[t.c[s] for s in st.series]] + ([t.c.nan_mask] if "nan_mask" in t.c else [])
+    if "nan_mask" in t.c:
+        nan = t.c.nan_mask
+    else:  # every statistic is always recorded: NULL is a stored NaN
+        nan = _nan_bits([t.c[s].is_(None) for s in st.series])
+    return [t.c.step, *[t.c[s] for s in st.series], nan.label("nan")]
 
 
 @functools.cache
-def _bucket_statement(st: SeriesTable, levels: tuple[int, ...]):
+def raw_statement(st: SeriesTable):
+    """Raw rows (:func:`raw_columns`) in steps [:lo, :hi], ordered by step."""
+    t = st.raw
+    where = [t.c.job_id == bindparam("job_id"), t.c.step.between(bindparam("lo"), bindparam("hi"))]
+    where += [t.c[k].in_(bindparam(f"{k}s", expanding=True)) for k in st.keys]
+    return select(*raw_columns(st)).where(*where).order_by(t.c.step)
+
+
+def _bucket_columns(st: SeriesTable, b, raw) -> list:
+    """A bucket row as the API writes it: s0, s1, n, per series min, max, mean, last, then a NaN
+    bit mask (bit i: series i's mean is NaN, bit n + i: its last value is NaN)."""
+    cols = [b.c.s0, b.c.s1, b.c.n]
+    mean_nan, last_nan = [], []
+    for i, s in enumerate(st.series):
+        lo, hi, total, count = (b.c[f"{s}_{a}"] for a in ("min", "max", "sum", "cnt"))
+        if s == "nonfinite":  # a count: aggregated as REAL in the pyramid, read back as an integer
+            lo, hi = cast(lo, Integer), cast(hi, Integer)
+        # IEEE division of the sum by the count, as Python's total / count (a plain "/": SQLAlchemy's
+        # true division would add 0.0); a NULL sum is NaN.
+        mean = case((count > 0, total.op("/")(cast(count, Float))), else_=None)
+        cols += [lo, hi, mean, raw.c[s]]
+        mean_nan.append(and_(count > 0, total.is_(None)))
+        recorded_nan = raw.c.nan_mask.op("&")(1 << i) != 0 if "nan_mask" in raw.c else true()
+        last_nan.append(and_(raw.c[s].is_(None), recorded_nan))
+    return cols + [_nan_bits(mean_nan + last_nan).label("nan")]
+
+
+@functools.cache
+def _bucket_statement(st: SeriesTable, levels: tuple[int, ...], whole: int | None = None):
     """The bucket query over segments of these levels (bounds lo_i/hi_i, bucket width :width),
-    joined to the raw row at each bucket's last step for its ``last`` values. Built once per
-    shape so that SQLAlchemy reuses the compiled SQL."""
+    joined to the raw row at each bucket's last step for its ``last`` values; rows laid out as
+    :func:`_bucket_columns`. Built once per shape so that SQLAlchemy reuses the compiled SQL.
+
+    ``whole``: the index of a segment whose blocks are each one whole bucket. Its rows are then
+    buckets as they are, and only the segments before and after it (the range's ragged edges, a
+    bucket each) are aggregated: no GROUP BY over the bulk of the rows.
+    """
     parts = [_source(st, level, f"lo_{i}", f"hi_{i}") for i, level in enumerate(levels)]
-    src = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
-    buckets = select(*_aggregates(st, src)).group_by(src.c.s0 // bindparam("width")).subquery("b")
+
+    def grouped(segments):
+        src = (segments[0] if len(segments) == 1 else union_all(*segments)).subquery()
+        return select(*_aggregates(st, src)).group_by(src.c.s0 // bindparam("width"))
+
+    if whole is None:
+        buckets = grouped(parts).subquery("b")
+    else:
+        blocks = parts[whole].subquery()
+        as_buckets = select(*[c for c in blocks.c if c.name not in st.keys])
+        edges = [grouped(p) for p in (parts[:whole], parts[whole + 1 :]) if p]
+        buckets = union_all(as_buckets, *edges).subquery("b")
     raw = st.raw
     on = [raw.c.job_id == bindparam("job_id"), raw.c.step == buckets.c.s1]
     on += [raw.c[k].in_(bindparam(f"{k}s", expanding=True)) for k in st.keys]
     # LEFT JOIN makes SQLite loop over the few buckets and look each last row up by primary key.
     joined = buckets.outerjoin(raw, and_(*on))
-    return select(buckets, *raw_columns(st)[1:]).select_from(joined).order_by(buckets.c.s0)
+    return select(*_bucket_columns(st, buckets, raw)).select_from(joined).order_by(buckets.c.s0)
 
 
-def bucket_rows(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, p: Plan):
-    """One row per non-empty bucket, ordered by step: s0, s1, n, per series min, max, sum (NULL when
-    NaN), cnt, then the raw values at s1 (series, and nan_mask for history)."""
+def bucket_rows(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, p: Plan) -> list:
+    """One row per non-empty bucket, ordered by step, laid out as :func:`_bucket_columns`."""
     params = {"job_id": job_id, "width": p.width, **{f"{k}s": list(v) for k, v in key_in.items()}}
     for i, (_level, lo, hi) in enumerate(p.segments):
         params[f"lo_{i}"], params[f"hi_{i}"] = lo, hi
-    statement = _bucket_statement(st, tuple(level for level, _, _ in p.segments))
-    return conn.execute(statement, params).all()
+    levels = tuple(level for level, _, _ in p.segments)
+    whole = None
+    if p.level and p.width == block_size(p.level) and p.level in levels:
+        whole = levels.index(p.level)
+    return conn.execute(_bucket_statement(st, levels, whole), params).all()

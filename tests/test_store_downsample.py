@@ -225,6 +225,21 @@ def test_plan_covers_the_range_with_aligned_segments():
         covered.sort()
         assert covered[0][0] == start and covered[-1][1] == end
         assert all(a[1] + 1 == b[0] for a, b in zip(covered, covered[1:], strict=False))
-    # the headline case scans a few thousand block rows, not a million steps
+    # the headline case reads one block row per bucket (level 5 = 1024 steps), not a million steps
     plan = rollup.plan(0, 999_999, 1000)
-    assert (plan.level, plan.width) == (4, 1024)
+    assert (plan.level, plan.width) == (5, 1024)
+
+
+@pytest.mark.parametrize("span", [1_001, 2_345, 9_999, 123_457, 999_999, 3_000_001])
+@pytest.mark.parametrize("max_points", [10, 1000])
+def test_plan_reads_at_most_three_block_rows_per_bucket(span, max_points):
+    """The scan reads the coarsest level that tiles the bucket width: k * 4**L with k <= 3 rows a
+    bucket (k = 4 is one block of level L + 1), plus the ragged edges from finer levels."""
+    for start in (0, 7, 1_000_003):
+        end = start + span - 1
+        plan = rollup.plan(start, end, max_points)
+        per_bucket = plan.width // rollup.block_size(plan.level)
+        assert per_bucket in (1, 2, 3)
+        assert plan.level == rollup.ROLLUP_LEVELS or plan.width % rollup.block_size(plan.level + 1)
+        buckets = end // plan.width - start // plan.width + 1
+        assert max_points / 4 < buckets <= max_points
