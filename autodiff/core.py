@@ -59,9 +59,10 @@ class _SetGrad(contextlib.ContextDecorator):
         return False
 
 
-def no_grad():
-    """``with ad.no_grad():`` or ``@ad.no_grad()``: run ops without recording a graph."""
-    return _SetGrad(False)
+def no_grad(fn=None):
+    """``with ad.no_grad():``, ``@ad.no_grad()`` or ``@ad.no_grad``: run ops without recording a
+    graph."""
+    return _SetGrad(False) if fn is None else _SetGrad(False)(fn)
 
 
 def enable_grad():
@@ -388,9 +389,11 @@ def primitive(name: str, variadic: bool = False):
         def run(parents, arrays, needs_grad, kwargs):
             try:
                 out = forward(*arrays, **kwargs)
-            except (ValueError, IndexError, TypeError) as e:
+            except (ValueError, IndexError) as e:  # NumPy's words for operands that do not fit
                 shapes = " and ".join(str(np.shape(a)) for a in arrays)
                 raise type(e)(f"{name}: cannot apply to shapes {shapes}: {e}") from None
+            except TypeError as e:
+                raise TypeError(f"{name}: {e}") from None
             if type(out) is not np.ndarray:
                 out = np.asarray(out)
             if needs_grad and _GradMode.enabled and out.dtype.kind == "f":

@@ -160,12 +160,30 @@ class Trace:
 
 
 @contextlib.contextmanager
-def trace():
-    """Record every op evaluated inside the block into ``trace.graph`` (values, and derivatives
-    once backward has run)."""
+def _recording():
     tr = Trace()
     core._tracers.append(tr.graph._add_op)
     try:
         yield tr
     finally:
         core._tracers.remove(tr.graph._add_op)
+
+
+def trace(what=None, *inputs):
+    """The computation graph, three ways:
+
+    - ``with ad.trace() as tr: ...`` records every op evaluated in the block into ``tr.graph``;
+    - ``ad.trace(output)`` is the graph that computed an output tensor (:meth:`Graph.from_output`);
+    - ``ad.trace(fn, *inputs)`` evaluates ``fn(*inputs)``, runs backward when the result is a scalar
+      that needs gradients, and returns the graph with values and derivatives.
+    Derivatives appear once backward has run (call it after ``trace`` for the first two forms).
+    """
+    if what is None:
+        return _recording()
+    if isinstance(what, Tensor):
+        return Graph.from_output(what)
+    with _recording() as tr:
+        out = what(*inputs)
+    if isinstance(out, Tensor) and out.requires_grad and out.data.size == 1:
+        out.backward()
+    return tr.graph

@@ -68,14 +68,14 @@ def clip_grad_norm(params, max_norm: float, norm_type: float = 2.0,
     return total
 
 
-def clip_grad_value(params, clip_value: float) -> float:
-    """Clamp every gradient entry to ``[-clip_value, clip_value]``; return the global 2-norm before."""
-    if isinstance(clip_value, bool) or not isinstance(clip_value, (int, float)) or not clip_value > 0:
+def clip_grad_value(params, value: float) -> float:
+    """Clamp every gradient entry to ``[-value, value]``; return the global 2-norm before."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise HyperparameterError(
-            f"clip_grad_value: clip_value must be a number in (0, inf), got {clip_value!r}",
-            name="clip_value", allowed="(0, inf)", value=clip_value)
+            f"clip_grad_value: value must be a number in (0, inf), got {value!r}",
+            name="value", allowed="(0, inf)", value=value)
     grads = [t.grad for t in _tensors(params) if t.grad is not None]
     total = _norm(grads, 2.0)
     for g in grads:
-        np.clip(g, -clip_value, clip_value, out=g)
+        np.clip(g, -value, value, out=g)
     return total

@@ -134,6 +134,12 @@ def test_no_grad_context_and_decorator():
     assert not f(a).requires_grad
     assert (a * 3).requires_grad
 
+    @ad.no_grad
+    def g(t):
+        return t * 3
+
+    assert not g(a).requires_grad and ad.is_grad_enabled()
+
 
 def test_grad_function():
     f = ad.grad(lambda x: (x**3).sum())
@@ -168,6 +174,11 @@ def test_shape_mismatch_names_the_op_and_both_shapes():
         ad.Tensor(np.ones((2, 3))) + ad.Tensor(np.ones(4))
     with pytest.raises(ValueError, match=r"matmul.*\(2, 3\).*\(2, 3\)"):
         ad.Tensor(np.ones((2, 3))) @ ad.Tensor(np.ones((2, 3)))
+
+
+def test_a_wrong_keyword_is_a_type_error_naming_the_op():
+    with pytest.raises(TypeError, match=r"^leaky_relu: .*negative_slope"):
+        ad.leaky_relu(ad.Tensor([1.0]), negative_slope=0.1)
 
 
 def test_non_numeric_data_is_refused():

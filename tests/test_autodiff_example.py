@@ -79,3 +79,16 @@ def test_graph_from_output_matches_trace():
     graph = ad.Graph.from_output(J)
     J.backward()
     assert [graph.node(n).grad.item() for n in ("t1", "z1", "a1", "t2", "z2", "a2")] == [6, 6, 6, 2, 2, 2]
+
+
+def test_trace_of_an_output_and_of_a_function():
+    model = nn.MLP([1, 1, 1], ["relu", "relu"], values=SEED_VALUES)
+    x, y = ad.Tensor([[1.0]]), ad.Tensor([[5.0]])
+    J = nn.half_squared_error(model(x), y)
+    graph = ad.trace(J)
+    J.backward()
+    assert graph.node("z2").value.item() == 7 and graph.node("z1").grad.item() == 6
+
+    model = nn.MLP([1, 1, 1], ["relu", "relu"], values=SEED_VALUES)
+    graph = ad.trace(lambda inp: nn.half_squared_error(model(inp), y), x)
+    assert [graph.node(n).grad.item() for n in ("t1", "a1", "t2", "a2", "J")] == [6, 6, 2, 2, 1]
