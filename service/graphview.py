@@ -33,22 +33,29 @@ def nearest_snapshots(store, job_id: int, step: int) -> str:
     return "the nearest snapshots are at step " + " and ".join(str(s) for s in near)
 
 
+def snapshot_at(store, job_id: int, step: int, error: type[Exception], resolve_dataset=None,
+                with_gradients: bool = False) -> tuple[Trainer, dict]:
+    """The job's trainer and the record of step ``step``, which must hold a parameter snapshot (and
+    a gradient one when asked); otherwise ``error`` saying why and where the nearest snapshots are."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise error(f"no job {job_id}")
+    record = store.step(job_id, step)
+    if record is None:
+        raise error(f"job {job_id} has no recorded step {step} (it has {job['steps_done']} steps)")
+    if not record.get("params") or (with_gradients and not record.get("gradients")):
+        raise error(f"job {job_id} has no snapshot at step {step} to start from; "
+                    + nearest_snapshots(store, job_id, step))
+    return Trainer(make_plan(parse_spec(job["spec"]), resolve_dataset)), record
+
+
 def preset_graph(name: str) -> ad.Graph:
     trainer = Trainer(make_plan(parse_spec(presets.get(name))))
     return step_graph(trainer, 0)
 
 
 def job_graph(store, job_id: int, step: int, resolve_dataset=None) -> ad.Graph:
-    job = store.get_job(job_id)
-    if job is None:
-        raise GraphError(f"no job {job_id}")
-    record = store.step(job_id, step)
-    if record is None:
-        raise GraphError(f"job {job_id} has no recorded step {step}")
-    if not record.get("params"):
-        raise GraphError(f"job {job_id} has no parameter snapshot at step {step}; "
-                         + nearest_snapshots(store, job_id, step))
-    trainer = Trainer(make_plan(parse_spec(job["spec"]), resolve_dataset))
+    trainer, record = snapshot_at(store, job_id, step, GraphError, resolve_dataset)
     trainer.set_params(record["params"])
     return step_graph(trainer, step)
 

@@ -15,10 +15,8 @@ import numpy as np
 
 import autodiff as ad
 
-from .graphview import nearest_snapshots
+from .graphview import snapshot_at
 from .settings import settings
-from .spec import make_plan, parse_spec
-from .trainer import Trainer
 
 REL_FLOOR = 1e-8  # denominators below this are treated as this: both gradients are then ~0
 
@@ -55,16 +53,7 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def verify_step(store, job_id: int, step: int, eps: float = 1e-6, resolve_dataset=None) -> VerifyReport:
-    job = store.get_job(job_id)
-    if job is None:
-        raise VerifyError(f"no job {job_id}")
-    record = store.step(job_id, step)
-    if record is None:
-        raise VerifyError(f"job {job_id} has no recorded step {step} (it has {job['steps_done']} steps)")
-    if not record.get("params") or not record.get("gradients"):
-        raise VerifyError(f"job {job_id} has no snapshot at step {step} to start from; "
-                          + nearest_snapshots(store, job_id, step))
-    trainer = Trainer(make_plan(parse_spec(job["spec"]), resolve_dataset))
+    trainer, record = snapshot_at(store, job_id, step, VerifyError, resolve_dataset, with_gradients=True)
     limit = settings().verify_max_params
     if trainer.plan.n_params > limit:
         raise VerifyError(f"the model has {trainer.plan.n_params:,} parameters; bumping each needs "
