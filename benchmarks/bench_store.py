@@ -6,7 +6,11 @@
    ROWID, same transaction per batch, rows already built as tuples).
 2. A 1,000,000-step history downsampled to 1,000 buckets (min/max/mean/last of every series),
    against a plain GROUP BY over every raw row of the same table.
-3. The same query from 20 concurrent threads (the REST service's shape of load): p50/p95.
+   Also for distinct windows (a dashboard zooming: every query computed, none cached), and the
+   REST answer's JSON written from the rows (api.history.points_json) against encoding the same
+   points as dicts with json.dumps (the straightforward way).
+3. The same query from 20 concurrent threads (the REST service's shape of load): p50/p95, for
+   one window (cached and not) and for distinct windows.
 
 Run: .venv/bin/python benchmarks/bench_store.py [--quick]
 """
@@ -14,6 +18,7 @@ Run: .venv/bin/python benchmarks/bench_store.py [--quick]
 from __future__ import annotations
 
 import argparse
+import random
 import sqlite3
 import statistics
 import tempfile
@@ -23,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from service.api.errors import dumps
+from service.api.history import points_json
 from service.store import Store
 
 PARAMS = ["w1", "b1", "w2", "b2", "w3", "b3"]
@@ -105,20 +112,30 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def concurrent_latencies(store: Store, job_id: int, clients: int, requests: int, copy=True) -> list[float]:
+def windows(n_steps: int, seed: int):
+    """Endless distinct 90%-of-the-run windows, as a zooming dashboard asks."""
+    rng = random.Random(seed)
+    while True:
+        start = rng.randrange(0, n_steps // 10)
+        yield start, start + n_steps * 9 // 10
+
+
+def concurrent_latencies(store: Store, job: int, n_steps: int, clients: int, requests: int, copy, distinct):
     latencies: list[float] = []
     lock = threading.Lock()
 
-    def client():
+    def client(i):
         mine = []
+        ranges = windows(n_steps, i)
         for _ in range(requests):
+            start, end = next(ranges) if distinct else (None, None)
             t0 = time.perf_counter()
-            store.history(job_id, max_points=1000, copy=copy)
+            store.history(job, start, end, max_points=1000, copy=copy)
             mine.append(time.perf_counter() - t0)
         with lock:
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -176,15 +193,36 @@ def main() -> None:
         print(f"  full-scan GROUP BY baseline:                       {t_scan * 1e3:8.1f} ms")
         print(f"  ratio: uncached history is {t_scan / t_hist:.0f}x faster than the full scan")
 
+        ranges = windows(long_steps, 0)
+        t_win = timed(lambda: cold.history(long_job, *next(ranges), max_points=buckets), 21)
+        t_win_rows = timed(lambda: cold.history_points(long_job, *next(ranges), max_points=buckets), 21)
+        t_win_grad = timed(lambda: cold.gradients_points(long_job, "w", *next(ranges), buckets), 21)
+        rows = cold.history_points(long_job, *next(ranges), max_points=buckets)
+        t_dicts_json = timed(lambda: dumps(rows.dicts()), 11)
+        t_rows_json = timed(lambda: points_json(rows), 11)
+        print(f"\ndistinct 90% windows, every one computed (median of runs; {len(rows.rows)} buckets):")
+        print(f"  store.history          (rows decoded to dicts):  {t_win * 1e3:8.1f} ms")
+        print(f"  store.history_points   (rows, as the API reads): {t_win_rows * 1e3:8.1f} ms")
+        print(f"  store.gradients_points (rows, as the API reads): {t_win_grad * 1e3:8.1f} ms")
+        print(
+            f"  full-scan GROUP BY baseline:                     {t_scan * 1e3:8.1f} ms"
+            f"   ({t_scan / t_win_rows:.0f}x the rows query)"
+        )
+        print(
+            f"  JSON of the answer: points_json {t_rows_json * 1e3:.1f} ms, dicts + json.dumps "
+            f"{t_dicts_json * 1e3:.1f} ms baseline ({t_dicts_json / t_rows_json:.1f}x)"
+        )
+
         clients, requests = 20, 10
         print()
         cached = Store(store.url)
-        for name, s, copy in (
-            ("uncached", cold, True),
-            ("cached", cached, True),
-            ("cached, copy=False", cached, False),
+        for name, s, copy, distinct in (
+            ("uncached", cold, True, False),
+            ("uncached, distinct windows", cold, True, True),
+            ("cached", cached, True, False),
+            ("cached, copy=False", cached, False, False),
         ):
-            lat = concurrent_latencies(s, long_job, clients, requests, copy)
+            lat = concurrent_latencies(s, long_job, long_steps, clients, requests, copy, distinct)
             p50, p95 = lat[len(lat) // 2], lat[int(len(lat) * 0.95) - 1]
             print(
                 f"{clients} threads x {requests} history queries, {name}: p50 {p50 * 1e3:.1f} ms, "

@@ -5,6 +5,7 @@ boundaries it returns and recompute every bucket's min/max/mean/last from the ra
 NumPy, and check that the buckets tile the requested range exactly.
 """
 
+import json
 import math
 import warnings
 
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from service import store_rollup as rollup
+from service.api.errors import finite
+from service.api.history import points_json
 from service.store import Store
 
 PARAMS = ["w1", "b1"]
@@ -170,6 +173,35 @@ def test_buckets_match_numpy(store, data, n, gappy, special_rate, seed):
         else:
             assert isinstance(p["nonfinite"], int)
 
+    # The REST answer is written from the same rows without building dicts: it must say the same,
+    # with every non-finite value as null.
+    for rows in (
+        store.history_points(job, start, end, max_points),
+        store.gradients_points(job, param, start, end, max_points),
+    ):
+        assert json.loads(points_json(rows)) == finite(rows.dicts())
+
+
+def test_buckets_of_one_block_each_match_numpy(store):
+    """Widths of exactly one block (4**L) read the blocks as buckets and aggregate only the edges."""
+    rng = np.random.default_rng(7)
+    steps = np.arange(3, 9000, dtype=np.int64)
+    job, raw, stats = _write_job(store, steps, [2500, 4000, 5000], rng, 0.02)
+    present = raw.pop("present")
+
+    def last_value(name, row):
+        return None if name.startswith("val_") and not present[row] else raw[name][row]
+
+    series = {s: stats[:, 1, j] for j, s in enumerate(STATS)}
+    cases = [(5, 8000, 600), (0, 8995, 10), (17, 4113, 20), (5, 8000, 126), (40, 9100, 3)]
+    for start, end, max_points in cases:
+        plan = rollup.plan(max(start, 3), min(end, 8999), max_points)
+        assert plan.width == rollup.block_size(plan.level)  # the one-block-per-bucket path
+        points = store.history(job, start, end, max_points)
+        _check_buckets(points, steps, raw, start, end, max_points, last_value)
+        grads = store.gradients(job, "b1", start, end, max_points)
+        _check_buckets(grads, steps, series, start, end, max_points, lambda name, row: series[name][row])
+
 
 def _rollup_rows(store, job):
     out = {}
@@ -243,3 +275,22 @@ def test_plan_reads_at_most_three_block_rows_per_bucket(span, max_points):
         assert plan.level == rollup.ROLLUP_LEVELS or plan.width % rollup.block_size(plan.level + 1)
         buckets = end // plan.width - start // plan.width + 1
         assert max_points / 4 < buckets <= max_points
+
+
+def test_rollups_stay_exact_when_the_history_is_truncated_between_two_flushes(store):
+    """The writer keeps the last rollup blocks it stored, to merge the next batch without reading
+    them back; a truncation from outside meanwhile must make it read them back instead."""
+    rng = np.random.default_rng(7)
+    job = store.create_job("ds", {"kind": "test"})
+    w = store.writer(job, PARAMS)
+    for steps in (range(0, 100), range(100, 130)):
+        for s in steps:
+            w.add_step(s, rng.standard_normal(), 0.1, 1.0, np.abs(rng.standard_normal((2, 6))).round())
+        w.flush()
+        if steps.start == 0:
+            store.truncate_history(job, 50)  # drops steps 50..99 and the blocks over them
+    incremental = _rollup_rows(store, job)
+    with store.engine.begin() as conn:
+        rollup.rebuild(conn, rollup.HISTORY, job, {}, 0)
+        rollup.rebuild(conn, rollup.PARAM_STATS, job, {"param": [0, 1]}, 0)
+    _rows_equal(incremental, _rollup_rows(store, job))
