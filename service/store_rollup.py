@@ -165,7 +165,8 @@ def rebuild(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, lo: in
         conn.execute(add, params)
 
 
-def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, steps, values) -> None:
+def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, steps, values,
+           tail: dict | None = None) -> dict:
     """Update the rollups after a batch's raw rows were inserted (the fast path of :func:`rebuild`).
 
     ``steps`` (int array) and ``values`` (float array, a column per series, NaN where not recorded
@@ -173,6 +174,10 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
     Every level's blocks are aggregated from the batch with NumPy. A block that starts before the
     batch already has a stored row aggregating exactly the earlier rows in it; it is read, merged
     (min of mins, sum of sums, ...) and replaced. All levels then go in with one executemany.
+
+    Returns the last block of every (key, level) as now stored. A writer that passes that back as
+    ``tail`` with its next batch saves reading the blocks the two batches share; it must be what
+    is stored (nobody else wrote or truncated this job's series since).
     """
     lo = int(steps.min())
     valid = ~np.isnan(values)
@@ -206,39 +211,60 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
             }
         )
     new = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-    _merge_earlier_rows(conn, st, job_id, key_in, new, lo)
+    _merge_earlier_rows(conn, st, job_id, key_in, new, lo, tail or {})
     columns = [job_id] + ([new["key"]] if keys is not None else [])
     columns += [new["level"], new["block"], new["first"], new["last"], new["n"]]
     for i in range(len(st.series)):
         columns += [new["min"][:, i], new["max"][:, i], new["sum"][:, i], new["cnt"][:, i]]
     executemany(conn, st.rollup, _rows(*columns))
+    return _last_blocks(new)
 
 
-def _merge_earlier_rows(conn, st: SeriesTable, job_id: int, key_in: dict, new: dict, lo: int) -> None:
-    """Fold stored rows of blocks that started before the batch into ``new``, and delete them."""
+def _last_blocks(new: dict) -> dict:
+    """{(key, level): the row of its last block}, rows laid out as _merge_earlier_rows reads them."""
+    group = new["key"] * (ROLLUP_LEVELS + 1) + new["level"]
+    last = np.flatnonzero(np.append(group[1:] != group[:-1], True))  # rows are grouped by (level, key)
+    series = np.stack([new["min"], new["max"], new["sum"], new["cnt"]], axis=-1)[last]
+    cols = [new[name][last][:, None] for name in ("key", "level", "block", "first", "n")]
+    rows = np.hstack([*cols, series.reshape(len(last), -1)]).astype(np.float64)
+    return {(int(row[0]), int(row[1])): row for row in rows}
+
+
+def _merge_earlier_rows(conn, st: SeriesTable, job_id: int, key_in: dict, new: dict, lo: int,
+                        tail: dict) -> None:
+    """Fold stored rows of blocks that started before the batch into ``new``, and delete them.
+    Rows found in ``tail`` (see :func:`append`) are not read again."""
     straddling = np.flatnonzero(new["block"] < lo)
     if not len(straddling):
         return
-    r = st.rollup
-    wanted = {(int(new["key"][i]), int(new["level"][i]), int(new["block"][i])): i for i in straddling}
-    levels = sorted({level for _, level, _ in wanted})
-    blocks = sorted({block for _, _, block in wanted})
-    # IN lists on each primary-key column let SQLite seek; a row-value IN would scan the job.
-    where = [
-        r.c.job_id == job_id,
-        *[r.c[k].in_(list(v)) for k, v in key_in.items()],
-        r.c.level.in_(levels),
-        r.c.block.in_(blocks),
-    ]
-    key = r.c[st.keys[0]] if st.keys else literal(0)
-    values = [r.c[f"{s}_{a}"] for s in st.series for a in ("min", "max", "sum", "cnt")]
-    query = select(key, r.c.level, r.c.block, r.c.step_first, r.c.n, *values).where(*where)
-    at, old = [], []
-    for row in conn.execute(query):
-        i = wanted.get((row[0], row[1], row[2]))
-        if i is not None:  # not a (level, block) pair of the cross product that does not straddle
+    at, old, wanted = [], [], {}
+    for i in straddling:
+        key, level, block = int(new["key"][i]), int(new["level"][i]), int(new["block"][i])
+        known = tail.get((key, level))
+        if known is not None and known[2] == block:
             at.append(i)
-            old.append([math.nan if v is None else v for v in row])
+            old.append(known)
+        else:
+            wanted[key, level, block] = i
+    if wanted:
+        r = st.rollup
+        levels = sorted({level for _, level, _ in wanted})
+        blocks = sorted({block for _, _, block in wanted})
+        # IN lists on each primary-key column let SQLite seek; a row-value IN would scan the job.
+        where = [
+            r.c.job_id == job_id,
+            *[r.c[k].in_(list(v)) for k, v in key_in.items()],
+            r.c.level.in_(levels),
+            r.c.block.in_(blocks),
+        ]
+        key = r.c[st.keys[0]] if st.keys else literal(0)
+        values = [r.c[f"{s}_{a}"] for s in st.series for a in ("min", "max", "sum", "cnt")]
+        query = select(key, r.c.level, r.c.block, r.c.step_first, r.c.n, *values).where(*where)
+        for row in conn.execute(query):
+            i = wanted.get((row[0], row[1], row[2]))
+            if i is not None:  # not a (level, block) pair of the cross product that does not straddle
+                at.append(i)
+                old.append([math.nan if v is None else v for v in row])
     if not at:
         return
     at, old = np.array(at), np.array(old, dtype=np.float64)

@@ -3,21 +3,28 @@
 The training loop adds steps and snapshots to a :class:`HistoryWriter` and flushes every so often;
 each flush is one write transaction: ``executemany`` of the buffered rows, the optional checkpoint,
 the rollup blocks the batch touched, and the job's progress (steps_done, last_loss, heartbeat).
+
+``flush_in_background`` runs that transaction on a short-lived thread while the caller goes on
+training: SQLite and NumPy release the GIL for their work, so the writing overlaps the next steps.
+At most one batch is in flight and each waits for the one before, so transactions commit in step
+order and a crash loses at most the batch being written (history stays contiguous).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, pool, select, update
 from sqlalchemy.engine import Connection
 
 from . import store_rollup as rollup
+from .db import reader
 from .models import HISTORY_SERIES, STAT_SERIES, CheckpointRow, History, Job, ParamStat, StepArray
 from .store_arrays import encode_array
 from .store_sql import executemany, rows
@@ -92,6 +99,16 @@ def write_checkpoint(conn: Connection, job_id: int, checkpoint: Checkpoint) -> N
         conn.execute(insert(a), array_rows)
 
 
+@dataclass
+class _Batch:
+    """Buffered steps handed to one flush: rows ordered by step, stats of shape (steps, P, 6)."""
+
+    steps: list[int]
+    scalars: list[tuple]
+    stats: np.ndarray
+    arrays: list[dict]
+
+
 class HistoryWriter:
     """Buffers steps of one job and writes them in batches. Not thread-safe; one per running job."""
 
@@ -104,10 +121,16 @@ class HistoryWriter:
         self._scalars: list[tuple] = []
         self._stats = np.empty((64, len(self.param_names), len(STAT_SERIES)))  # grows by doubling
         self._arrays: list[dict] = []
+        # One in-memory SQLite connection is shared by everyone: no second thread may write on it.
+        self._threaded = not isinstance(store.engine.pool, pool.StaticPool)
+        self._reader = reader(store.engine)
+        self._inflight: threading.Thread | None = None
+        self._failed: tuple[_Batch, BaseException] | None = None  # a background write that raised
+        self._tails: tuple[int, dict] | None = None  # (steps_done, last rollup blocks) as last committed
 
     @property
     def pending(self) -> int:
-        """Number of buffered steps not yet flushed."""
+        """Number of buffered steps not yet handed to a flush."""
         return len(self._steps)
 
     def add_step(self, step, loss, lr, grad_norm, param_stats, val_loss=None, val_accuracy=None) -> None:
@@ -146,28 +169,107 @@ class HistoryWriter:
         self._arrays += _array_rows(self.job_id, step, "param", params)
 
     def flush(self, checkpoint: Checkpoint | None = None) -> str:
-        """Write everything buffered (and ``checkpoint``) in one transaction.
+        """Write everything buffered (and ``checkpoint``) in one transaction, after any batch still
+        being written in the background; return when it is committed.
 
         Returns the job's status after the write, so a training loop can notice a cancellation.
         """
-        job = Job.__table__
+        self.wait()
+        batch = self._take()
+        try:
+            return self._write(batch, checkpoint)
+        except BaseException:
+            self._restore(batch)  # rolled back: the rows stay buffered, as if never taken
+            raise
+
+    def flush_in_background(self, checkpoint: Checkpoint | None = None) -> str:
+        """Like :meth:`flush`, but the transaction runs on a thread and this returns once the batch
+        is handed over (after the previous background batch committed). Returns the job's status
+        as committed now, so a cancellation is noticed as soon as with :meth:`flush`. A failed
+        background write is raised by the next call of flush, flush_in_background or wait, with its
+        rows back in the buffer so that a later flush can retry them."""
+        if not self._threaded:
+            return self.flush(checkpoint)
+        self.wait()
+        batch = self._take()
+        status = self._status()
+        thread = threading.Thread(target=self._write_in_background, args=(batch, checkpoint),
+                                  name=f"gradbook-flush-{self.job_id}")
+        thread.start()
+        self._inflight = thread
+        return status
+
+    def wait(self) -> None:
+        """Wait for the batch being written in the background, if any; raise its error, if any."""
+        if self._inflight is not None:
+            self._inflight.join()
+            self._inflight = None
+        if self._failed is not None:
+            batch, error = self._failed
+            self._failed = None
+            self._restore(batch)
+            raise error
+
+    def _write_in_background(self, batch: _Batch, checkpoint: Checkpoint | None) -> None:
+        try:
+            self._write(batch, checkpoint)
+        except BaseException as e:  # handed to the training thread by wait()
+            self._failed = (batch, e)
+
+    def _take(self) -> _Batch:
+        """The buffered rows as a batch (checked first: a bad count raises and keeps them buffered);
+        the buffers start empty."""
         self._check_counts()
+        n = len(self._steps)
+        batch = _Batch(self._steps, self._scalars, self._stats[:n].copy(), self._arrays)
+        self._steps, self._scalars, self._arrays = [], [], []
+        return batch
+
+    def _restore(self, batch: _Batch) -> None:
+        """Put a batch whose write failed back in front of what was buffered since."""
+        n = len(self._steps)
+        stats = np.concatenate([batch.stats, self._stats[:n]])
+        self._stats = np.concatenate([stats, np.empty((max(64, len(stats)), *stats.shape[1:]))])
+        self._steps = batch.steps + self._steps
+        self._scalars = batch.scalars + self._scalars
+        self._arrays = batch.arrays + self._arrays
+
+    def _status(self) -> str:
+        job = Job.__table__
+        with self._reader.connect() as conn:  # a read transaction: takes no write lock
+            return conn.execute(select(job.c.status).where(job.c.id == self.job_id)).scalar_one()
+
+    def _write(self, batch: _Batch, checkpoint: Checkpoint | None) -> str:
+        """One transaction: the batch's rows, arrays and rollups, ``checkpoint``, the job's progress."""
+        job = Job.__table__
         with self._store.engine.begin() as conn:
-            if self._steps:
-                self._write_rows(conn)
-            if self._arrays:
-                conn.execute(insert(StepArray), self._arrays)
+            tails = self._tails_if_current(conn)
+            if batch.steps:
+                tails = self._write_rows(conn, batch, tails)
+            if batch.arrays:
+                conn.execute(insert(StepArray), batch.arrays)
             if checkpoint is not None:
                 write_checkpoint(conn, self.job_id, checkpoint)
             progress = {"heartbeat_at": _now(), "updated_at": _now()}
-            if self._steps:
-                last_loss = self._scalars[-1][0]
-                progress["steps_done"] = self._steps[-1] + 1
+            if batch.steps:
+                last_loss = batch.scalars[-1][0]
+                progress["steps_done"] = batch.steps[-1] + 1
                 progress["last_loss"] = last_loss if math.isfinite(last_loss) else None
             conn.execute(update(job).where(job.c.id == self.job_id).values(**progress))
-            status = conn.execute(select(job.c.status).where(job.c.id == self.job_id)).scalar_one()
-        self._steps, self._scalars, self._arrays = [], [], []
+            status, steps_done = conn.execute(
+                select(job.c.status, job.c.steps_done).where(job.c.id == self.job_id)
+            ).one()
+        self._tails = (steps_done, tails)  # committed: the rollups' last blocks are these
         return status
+
+    def _tails_if_current(self, conn: Connection) -> dict:
+        """The last rollup blocks this writer stored, unless the job's history changed since
+        (truncated, or written by someone else): then {} and the blocks are read back."""
+        if self._tails is None:
+            return {}
+        job = Job.__table__
+        steps_done = conn.execute(select(job.c.steps_done).where(job.c.id == self.job_id)).scalar_one()
+        return self._tails[1] if steps_done == self._tails[0] else {}
 
     def _check_counts(self) -> None:
         counts = self._stats[: len(self._steps), :, -1]
@@ -179,12 +281,13 @@ class HistoryWriter:
                 f"column must hold a count, got {counts[i, p]!r} (nothing of this batch was written)"
             )
 
-    def _write_rows(self, conn: Connection) -> None:
-        steps = np.array(self._steps, dtype=np.int64)
+    def _write_rows(self, conn: Connection, batch: _Batch, tails: dict) -> dict:
+        """Raw rows and rollups of the batch; returns the rollups' new last blocks (see append)."""
+        steps = np.array(batch.steps, dtype=np.int64)
         scalars = np.array(
-            [[math.nan if v is None else v for v in row] for row in self._scalars], dtype=np.float64
+            [[math.nan if v is None else v for v in row] for row in batch.scalars], dtype=np.float64
         )
-        given = np.array([[v is not None for v in row] for row in self._scalars], dtype=bool)
+        given = np.array([[v is not None for v in row] for row in batch.scalars], dtype=bool)
         bits = 1 << np.arange(len(HISTORY_SERIES))
         nan_mask = ((np.isnan(scalars) & given) * bits).sum(axis=1)
         history_rows = rows(self.job_id, steps, scalars, nan_mask)
@@ -193,7 +296,7 @@ class HistoryWriter:
         n_params = len(self.param_names)
         if n_params:
             # (steps, P, 6) -> rows ordered (param, step), the primary key's order.
-            stats = self._stats[: len(steps)].transpose(1, 0, 2).reshape(-1, len(STAT_SERIES))
+            stats = batch.stats.transpose(1, 0, 2).reshape(-1, len(STAT_SERIES))
             param_col = np.repeat(np.arange(n_params), len(steps))
             step_col = np.tile(steps, n_params)
             stat_rows = rows(
@@ -205,10 +308,13 @@ class HistoryWriter:
             )
             executemany(conn, ParamStat.__table__, stat_rows)
 
-        rollup.append(conn, rollup.HISTORY, self.job_id, {}, None, steps, scalars)
+        new = {"history": rollup.append(conn, rollup.HISTORY, self.job_id, {}, None, steps, scalars,
+                                        tails.get("history"))}
         if n_params:
             keys = {"param": list(range(n_params))}
-            rollup.append(conn, rollup.PARAM_STATS, self.job_id, keys, param_col, step_col, stats)
+            new["param_stats"] = rollup.append(conn, rollup.PARAM_STATS, self.job_id, keys, param_col,
+                                               step_col, stats, tails.get("param_stats"))
+        return new
 
 
 def max_step(conn: Connection, job_id: int) -> int | None:

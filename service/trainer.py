@@ -286,9 +286,12 @@ class Trainer:
         """Train from step ``start`` to the plan's end. ``writer`` (a store HistoryWriter, or None
         to record nothing) receives every step; it is flushed every ``flush_rows`` rows or
         ``flush_seconds``, and with a checkpoint every ``checkpoint_every`` steps (no more often than
-        ``checkpoint_seconds`` unless the spec set checkpoint_every) and at the end.
-        ``on_flush(steps_done, loss)`` runs after each flush, ``on_tick(steps_done, loss)`` at most
-        ten times a second. Exceptions propagate after pending rows are flushed."""
+        ``checkpoint_seconds`` unless the spec set checkpoint_every) and at the end. Those flushes
+        write in the background while training goes on (one batch at a time, in step order); the
+        last one, and any on the way out, is waited for, so everything is committed on return.
+        ``on_flush(steps_done, loss)`` runs after each flush is handed over (the flush itself
+        writes the job's heartbeat), ``on_tick(steps_done, loss)`` at most ten times a second.
+        Exceptions propagate after pending rows are flushed."""
         plan, limits, optimizer = self.plan, settings(), self.optimizer
         total = plan.total_steps
         record = writer is not None
@@ -296,10 +299,13 @@ class Trainer:
         loss_value: float | None = None
         done = start  # steps recorded (and updates made) so far
 
-        def flush(checkpoint=None) -> bool:
-            """Write what is buffered; False when the job was ended from outside (cancelled)."""
+        background = getattr(writer, "flush_in_background", None)
+
+        def flush(checkpoint=None, wait: bool = False) -> bool:
+            """Write what is buffered (``wait``: and all before it, committed on return); False when
+            the job was ended from outside (cancelled)."""
             nonlocal last_flush
-            status = writer.flush(checkpoint)
+            status = writer.flush(checkpoint) if wait or background is None else background(checkpoint)
             last_flush = time.monotonic()
             if on_flush is not None:
                 on_flush(done, loss_value)
@@ -307,8 +313,12 @@ class Trainer:
 
         def stop(status: str, error: str | None = None, reason: str | None = None) -> Outcome:
             if record:
-                flush()
+                flush(wait=True)
             return Outcome(status, done, error=error, reason=reason)
+
+        def cancelled(step: int) -> Outcome:
+            writer.flush()  # what the last flush handed over is committed before we return
+            return Outcome("cancelled", done, reason=f"cancelled at step {step}")
 
         # overflow and NaN are outcomes the loop records (and ends on), not warnings to print
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -320,7 +330,7 @@ class Trainer:
                             and time.monotonic() - last_checkpoint >= plan.checkpoint_seconds:
                         last_checkpoint = time.monotonic()
                         if not flush(self.checkpoint(step)):
-                            return Outcome("cancelled", done, reason=f"cancelled at step {step}")
+                            return cancelled(step)
 
                     x, y = self.batch(step)
                     optimizer.zero_grad()
@@ -346,11 +356,11 @@ class Trainer:
                     now = time.monotonic()
                     if record and (now - last_flush >= limits.flush_seconds
                                    or writer.pending >= limits.flush_rows) and not flush():
-                        return Outcome("cancelled", done, reason=f"cancelled at step {done}")
+                        return cancelled(done)
                     if on_tick is not None and now - last_tick >= 0.1:
                         last_tick = now
                         on_tick(done, loss_value)
-                if record and not flush(self.checkpoint(total)):
+                if record and not flush(self.checkpoint(total), wait=True):
                     return Outcome("cancelled", done, reason=f"cancelled at step {total}")
                 return Outcome("succeeded", done)
             except BaseException:
@@ -442,7 +452,8 @@ def run_job(store, job_id: int, *, resume: bool = False, should_stop: Callable[[
             last_beat = now
 
     def on_flush(done, loss):
-        heartbeat()
+        nonlocal last_beat
+        last_beat = time.monotonic()  # each flush writes the heartbeat in its own transaction
         if progress is not None:
             progress(Progress(job_id, done, plan.total_steps, loss))
 
