@@ -20,7 +20,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,11 +35,6 @@ from .store import Checkpoint
 from .store_errors import JobStateError
 
 STAT_COLUMNS = ("norm", "mean", "std", "min", "max", "nonfinite")
-
-# From this many gradient entries on, a step's statistics are computed on a worker thread (from a
-# copy of the gradients) while the loop goes on: NumPy releases the GIL in its loops, so they run
-# beside the next step's forward, backward and update. Below it, the hand-off costs more than it saves.
-STATS_ON_A_THREAD_FROM = 16_384
 
 
 def owner_id() -> str:
@@ -185,9 +179,6 @@ class Trainer:
         self._epoch_order: tuple[int, np.ndarray | None] = (-1, None)  # the current epoch's row order
         self._flat_views: tuple[list, np.ndarray] | None = None  # gradient views known to tile a buffer
         self._splits = np.cumsum(sizes)[:-1]  # where each parameter's segment of the flat buffer ends
-        self._stats_pool: ThreadPoolExecutor | None = None  # the statistics worker, while run() runs
-        self._stats_copy = np.empty(0)  # the gradients it reads: a copy the next step cannot touch
-        self._pending: tuple[tuple, Future] | None = None  # a step whose statistics are being computed
 
     # --- pieces also used by verify and graphview
 
@@ -314,7 +305,6 @@ class Trainer:
             """Write what is buffered (``wait``: and all before it, committed on return); False when
             the job was ended from outside (cancelled)."""
             nonlocal last_flush
-            self._drain(writer)
             status = writer.flush(checkpoint) if wait or background is None else background(checkpoint)
             last_flush = time.monotonic()
             if on_flush is not None:
@@ -327,7 +317,6 @@ class Trainer:
             return Outcome(status, done, error=error, reason=reason)
 
         def cancelled(step: int) -> Outcome:
-            self._drain(writer)
             writer.flush()  # what the last flush handed over is committed before we return
             return Outcome("cancelled", done, reason=f"cancelled at step {step}")
 
@@ -377,57 +366,26 @@ class Trainer:
             except BaseException:
                 if record:
                     with contextlib.suppress(Exception):  # the original error matters more
-                        self._drain(writer)
                         writer.flush()
                 raise
-            finally:
-                self._stop_stats_worker()
 
     def _record(self, writer, step: int, loss_value: float) -> None:
         """Hand step ``step`` to the writer: scalars, per-parameter statistics, maybe a snapshot.
-        Runs before the optimizer step, which may clip the gradients in place. For big models the
-        statistics are computed on the worker thread and the step reaches the writer with the next
-        one, or before any flush (see :meth:`_drain`); steps reach it in order either way."""
+        Runs before the optimizer step, which may clip the gradients in place."""
         plan = self.plan
         g = self.gradients_into_flat()
+        stats, grad_norm = self.stats(g)
         val_loss = val_acc = None
         if plan.val is not None and step % plan.spec.validation.every == 0:
             val_loss, val_acc = self.evaluate(plan.val)
-        row = (step, loss_value, current_lr(self.optimizer), val_loss, val_acc)
+        writer.add_step(step, loss_value, current_lr(self.optimizer), grad_norm, stats,
+                        val_loss=val_loss, val_accuracy=val_acc)
         if step % plan.snapshot_every == 0:
             # views are enough: the writer encodes the bytes at once, before the update
             grads = np.split(g, self._splits)
             writer.add_snapshot(step, {n: gr.reshape(self.params[n].shape)
                                        for n, gr in zip(self.names, grads, strict=True)},
                                 {n: p.data for n, p in self.params.items()})
-        self._drain(writer)  # the worker is done with its copy after this
-        if g.size < STATS_ON_A_THREAD_FROM:
-            self._add_step(writer, row, self.stats(g))
-            return
-        if self._stats_pool is None:
-            self._stats_pool = ThreadPoolExecutor(1, thread_name_prefix="gradbook-stats")
-            self._stats_copy = np.empty_like(g)
-        np.copyto(self._stats_copy, g)
-        self._pending = (row, self._stats_pool.submit(self.stats, self._stats_copy))
-
-    def _drain(self, writer) -> None:
-        """Give the writer the step whose statistics the worker computes, once they are ready."""
-        if self._pending is not None:
-            row, future = self._pending
-            result = future.result()
-            self._pending = None
-            self._add_step(writer, row, result)
-
-    @staticmethod
-    def _add_step(writer, row: tuple, result: tuple[np.ndarray, float]) -> None:
-        (step, loss_value, lr, val_loss, val_acc), (stats, grad_norm) = row, result
-        writer.add_step(step, loss_value, lr, grad_norm, stats, val_loss=val_loss, val_accuracy=val_acc)
-
-    def _stop_stats_worker(self) -> None:
-        self._pending = None  # drained on every way out that records; otherwise nobody wants it
-        if self._stats_pool is not None:
-            self._stats_pool.shutdown(wait=True)
-            self._stats_pool = None
 
 
 def _laid_out_in_order(arrays: list, base: np.ndarray) -> bool:

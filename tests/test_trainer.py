@@ -305,54 +305,6 @@ def test_an_interruption_recorded_from_outside_is_not_overwritten_by_the_runner(
     assert run_job(store, job_id, resume=True).status == "succeeded"
 
 
-def wide(**changes):
-    """20,302 parameters: over the size from which the statistics go to a worker thread."""
-    doc = {"name": "wide", "model": {"layers": [{"units": 100, "activation": "tanh"},
-                                                {"units": 2, "activation": "linear"}],
-                                     "init": {"scheme": "xavier", "seed": 3}},
-           "data": {"dataset": "linear", "n": 96, "features": 200, "outputs": 2, "seed": 1},
-           "loss": "mse", "optimizer": {"name": "adam", "lr": 1e-3}, "steps": 30, "batch_size": 32,
-           "snapshot_every": 4, "checkpoint_every": 7}
-    doc.update(changes)
-    return doc
-
-
-def test_statistics_on_the_worker_thread_equal_inline_ones_bit_for_bit(store, monkeypatch):
-    import service.trainer as trainer_module
-
-    assert Trainer(make_plan(parse_spec(wide()))).flat_grad.size >= trainer_module.STATS_ON_A_THREAD_FROM
-    threaded, outcome = train(store, wide())
-    assert outcome.status == "succeeded"
-    monkeypatch.setattr(trainer_module, "STATS_ON_A_THREAD_FROM", 10**9)
-    inline, _ = train(store, wide())
-    assert len(rows(store, threaded)) == 30 and same(rows(store, threaded), rows(store, inline))
-    for s in (0, 4, 28):
-        assert same(store.step(threaded, s), store.step(inline, s))
-    g = store.step(threaded, 28)["gradients"]["w1"]
-    row = store.gradients(threaded, "w1")[28]
-    assert row["max"] == g.max() and row["min"] == g.min()
-    assert row["mean"] == pytest.approx(g.mean(), rel=1e-12)
-
-
-def test_an_interrupted_run_with_threaded_statistics_resumes_to_the_same_history(store):
-    straight, _ = train(store, wide())
-    calls = []
-
-    def interrupt_at_step_17():
-        calls.append(1)
-        if len(calls) > 17:
-            raise KeyboardInterrupt
-        return False
-
-    job_id = store.create_job("wide", wide())
-    with pytest.raises(KeyboardInterrupt):
-        run_job(store, job_id, should_stop=interrupt_at_step_17)
-    assert [r["step"] for r in rows(store, job_id)] == list(range(17))  # the step in flight was kept
-    assert store.last_checkpoint(job_id).step == 14
-    assert run_job(store, job_id, resume=True).status == "succeeded"
-    assert same(rows(store, job_id), rows(store, straight))
-
-
 def test_resumed_history_equals_the_uninterrupted_one(store):
     doc = moons_short(optimizer={"name": "adam", "lr": 0.01,
                                  "schedule": {"name": "cosine", "t_max": 40}, "clip_grad_norm": 1.0})
