@@ -49,22 +49,19 @@ def run_off(doc) -> float:
 
 def run_on(doc, store: Store, parts: dict | None = None) -> float:
     """A recorded run; ``parts`` accumulates the seconds the training loop spends recording a step
-    (of which statistics and snapshot encoding), handing batches to the store's background flush
-    and in the last flush (waited for: a checkpoint and the rows since the previous flush)."""
+    (of which statistics and snapshot encoding) and in the store's flushes (each one transaction)."""
     trainer = Trainer(make_plan(parse_spec(doc)))
     job_id = store.create_job("bench", doc)
     store.set_param_names(job_id, trainer.names)
     store.transition(job_id, "running", reason="benchmark")
     writer = store.writer(job_id, trainer.names)
     if parts is not None:
-        for key in ("recording a step", "  of it statistics", "  of it snapshots", "handing a batch",
-                    "last flush (sync)"):
+        for key in ("recording a step", "  of it statistics", "  of it snapshots", "store flushes"):
             parts.setdefault(key, 0.0)  # print in this order
         trainer._record = _timed(trainer._record, parts, "recording a step")
         trainer.stats = _timed(trainer.stats, parts, "  of it statistics")
         writer.add_snapshot = _timed(writer.add_snapshot, parts, "  of it snapshots")
-        writer.flush_in_background = _timed(writer.flush_in_background, parts, "handing a batch")
-        writer.flush = _timed(writer.flush, parts, "last flush (sync)")
+        writer.flush = _timed(writer.flush, parts, "store flushes")
     t0 = time.perf_counter()
     outcome = trainer.run(writer)
     seconds = time.perf_counter() - t0

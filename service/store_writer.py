@@ -3,28 +3,21 @@
 The training loop adds steps and snapshots to a :class:`HistoryWriter` and flushes every so often;
 each flush is one write transaction: ``executemany`` of the buffered rows, the optional checkpoint,
 the rollup blocks the batch touched, and the job's progress (steps_done, last_loss, heartbeat).
-
-``flush_in_background`` runs that transaction on a short-lived thread while the caller goes on
-training: SQLite and NumPy release the GIL for their work, so the writing overlaps the next steps.
-At most one batch is in flight and each waits for the one before, so transactions commit in step
-order and a crash loses at most the batch being written (history stays contiguous).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import delete, func, insert, pool, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from . import store_rollup as rollup
-from .db import reader
 from .models import HISTORY_SERIES, STAT_SERIES, CheckpointRow, History, Job, ParamStat, StepArray
 from .store_arrays import encode_array
 from .store_sql import executemany, rows
@@ -121,11 +114,6 @@ class HistoryWriter:
         self._scalars: list[tuple] = []
         self._stats = np.empty((64, len(self.param_names), len(STAT_SERIES)))  # grows by doubling
         self._arrays: list[dict] = []
-        # One in-memory SQLite connection is shared by everyone: no second thread may write on it.
-        self._threaded = not isinstance(store.engine.pool, pool.StaticPool)
-        self._reader = reader(store.engine)
-        self._inflight: threading.Thread | None = None
-        self._failed: tuple[_Batch, BaseException] | None = None  # a background write that raised
         self._tails: tuple[int, dict] | None = None  # (steps_done, last rollup blocks) as last committed
 
     @property
@@ -169,52 +157,16 @@ class HistoryWriter:
         self._arrays += _array_rows(self.job_id, step, "param", params)
 
     def flush(self, checkpoint: Checkpoint | None = None) -> str:
-        """Write everything buffered (and ``checkpoint``) in one transaction, after any batch still
-        being written in the background; return when it is committed.
+        """Write everything buffered (and ``checkpoint``) in one transaction.
 
         Returns the job's status after the write, so a training loop can notice a cancellation.
         """
-        self.wait()
         batch = self._take()
         try:
             return self._write(batch, checkpoint)
         except BaseException:
             self._restore(batch)  # rolled back: the rows stay buffered, as if never taken
             raise
-
-    def flush_in_background(self, checkpoint: Checkpoint | None = None) -> str:
-        """Like :meth:`flush`, but the transaction runs on a thread and this returns once the batch
-        is handed over (after the previous background batch committed). Returns the job's status
-        as committed now, so a cancellation is noticed as soon as with :meth:`flush`. A failed
-        background write is raised by the next call of flush, flush_in_background or wait, with its
-        rows back in the buffer so that a later flush can retry them."""
-        if not self._threaded:
-            return self.flush(checkpoint)
-        self.wait()
-        batch = self._take()
-        status = self._status()
-        thread = threading.Thread(target=self._write_in_background, args=(batch, checkpoint),
-                                  name=f"gradbook-flush-{self.job_id}")
-        thread.start()
-        self._inflight = thread
-        return status
-
-    def wait(self) -> None:
-        """Wait for the batch being written in the background, if any; raise its error, if any."""
-        if self._inflight is not None:
-            self._inflight.join()
-            self._inflight = None
-        if self._failed is not None:
-            batch, error = self._failed
-            self._failed = None
-            self._restore(batch)
-            raise error
-
-    def _write_in_background(self, batch: _Batch, checkpoint: Checkpoint | None) -> None:
-        try:
-            self._write(batch, checkpoint)
-        except BaseException as e:  # handed to the training thread by wait()
-            self._failed = (batch, e)
 
     def _take(self) -> _Batch:
         """The buffered rows as a batch (checked first: a bad count raises and keeps them buffered);
@@ -226,18 +178,13 @@ class HistoryWriter:
         return batch
 
     def _restore(self, batch: _Batch) -> None:
-        """Put a batch whose write failed back in front of what was buffered since."""
+        """Put a batch whose write failed back in the (empty) buffer."""
         n = len(self._steps)
         stats = np.concatenate([batch.stats, self._stats[:n]])
         self._stats = np.concatenate([stats, np.empty((max(64, len(stats)), *stats.shape[1:]))])
         self._steps = batch.steps + self._steps
         self._scalars = batch.scalars + self._scalars
         self._arrays = batch.arrays + self._arrays
-
-    def _status(self) -> str:
-        job = Job.__table__
-        with self._reader.connect() as conn:  # a read transaction: takes no write lock
-            return conn.execute(select(job.c.status).where(job.c.id == self.job_id)).scalar_one()
 
     def _write(self, batch: _Batch, checkpoint: Checkpoint | None) -> str:
         """One transaction: the batch's rows, arrays and rollups, ``checkpoint``, the job's progress."""

@@ -286,11 +286,9 @@ class Trainer:
         """Train from step ``start`` to the plan's end. ``writer`` (a store HistoryWriter, or None
         to record nothing) receives every step; it is flushed every ``flush_rows`` rows or
         ``flush_seconds``, and with a checkpoint every ``checkpoint_every`` steps (no more often than
-        ``checkpoint_seconds`` unless the spec set checkpoint_every) and at the end. Those flushes
-        write in the background while training goes on (one batch at a time, in step order); the
-        last one, and any on the way out, is waited for, so everything is committed on return.
-        ``on_flush(steps_done, loss)`` runs after each flush is handed over (the flush itself
-        writes the job's heartbeat), ``on_tick(steps_done, loss)`` at most ten times a second.
+        ``checkpoint_seconds`` unless the spec set checkpoint_every) and at the end.
+        ``on_flush(steps_done, loss)`` runs after each flush (which writes the job's heartbeat),
+        ``on_tick(steps_done, loss)`` at most ten times a second.
         Exceptions propagate after pending rows are flushed."""
         plan, limits, optimizer = self.plan, settings(), self.optimizer
         total = plan.total_steps
@@ -299,13 +297,10 @@ class Trainer:
         loss_value: float | None = None
         done = start  # steps recorded (and updates made) so far
 
-        background = getattr(writer, "flush_in_background", None)
-
-        def flush(checkpoint=None, wait: bool = False) -> bool:
-            """Write what is buffered (``wait``: and all before it, committed on return); False when
-            the job was ended from outside (cancelled)."""
+        def flush(checkpoint=None) -> bool:
+            """Write what is buffered; False when the job was ended from outside (cancelled)."""
             nonlocal last_flush
-            status = writer.flush(checkpoint) if wait or background is None else background(checkpoint)
+            status = writer.flush(checkpoint)
             last_flush = time.monotonic()
             if on_flush is not None:
                 on_flush(done, loss_value)
@@ -313,11 +308,10 @@ class Trainer:
 
         def stop(status: str, error: str | None = None, reason: str | None = None) -> Outcome:
             if record:
-                flush(wait=True)
+                flush()
             return Outcome(status, done, error=error, reason=reason)
 
         def cancelled(step: int) -> Outcome:
-            writer.flush()  # what the last flush handed over is committed before we return
             return Outcome("cancelled", done, reason=f"cancelled at step {step}")
 
         # overflow and NaN are outcomes the loop records (and ends on), not warnings to print
@@ -360,7 +354,7 @@ class Trainer:
                     if on_tick is not None and now - last_tick >= 0.1:
                         last_tick = now
                         on_tick(done, loss_value)
-                if record and not flush(self.checkpoint(total), wait=True):
+                if record and not flush(self.checkpoint(total)):
                     return Outcome("cancelled", done, reason=f"cancelled at step {total}")
                 return Outcome("succeeded", done)
             except BaseException:

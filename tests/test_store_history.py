@@ -143,46 +143,7 @@ def test_flush_reports_a_cancellation(store):
     assert [p["step"] for p in store.history(job_id)] == [0, 1]  # history up to the stop is kept
 
 
-def _background_run(store, job_id, steps, flush_every=5):
-    w = store.writer(job_id, NAMES)
-    statuses = []
-    for s in steps:  # the same steps as _run writes
-        w.add_step(s, 1.0 / (s + 1), 0.1, 2.0 * s, _stats(s), val_loss=0.5 * s if s % 10 == 0 else None)
-        w.add_snapshot(s, {"w1": np.full((2, 2), s, np.float64)}, {"w1": np.full((2, 2), -s, np.float32)})
-        if (s + 1) % flush_every == 0:
-            statuses.append(w.flush_in_background(Checkpoint(s + 1, {}, {"at": s}) if s == 9 else None))
-    w.flush()
-    return w, statuses
-
-
-def test_background_flushes_commit_in_order_and_equal_foreground_ones(store):
-    foreground = _run(store, range(23), flush_every=5)
-    job_id = store.create_job("bg", {})
-    store.transition(job_id, "running")
-    _, statuses = _background_run(store, job_id, range(23))
-    assert statuses == ["running"] * 4
-    assert store.history(job_id) == store.history(foreground)
-    assert store.gradients(job_id, "b1") == store.gradients(foreground, "b1")
-    assert store.last_checkpoint(job_id).meta == {"at": 9}  # committed with the rows up to it
-    snapshots = [store.step(job_id, s)["gradients"]["w1"] for s in range(23)]
-    assert all(np.array_equal(g, np.full((2, 2), s)) for s, g in enumerate(snapshots))
-    assert store.get_job(job_id)["steps_done"] == 23
-
-
-def test_background_flush_reports_a_cancellation_at_once(store):
-    job_id = store.create_job("c", {})
-    store.transition(job_id, "running")
-    w = store.writer(job_id, NAMES)
-    w.add_step(0, 1.0, 0.1, 1.0, _stats(0))
-    assert w.flush_in_background() == "running"
-    store.transition(job_id, "cancelled", reason="user")  # waits for the write lock, if need be
-    w.add_step(1, 1.0, 0.1, 1.0, _stats(1))
-    assert w.flush_in_background() == "cancelled"
-    w.wait()
-    assert [p["step"] for p in store.history(job_id)] == [0, 1]
-
-
-def test_a_failed_background_write_is_raised_and_its_rows_are_written_by_the_next_flush(store, monkeypatch):
+def test_a_failed_flush_keeps_its_rows_for_the_next_one(store, monkeypatch):
     job_id = store.create_job("fail", {})
     w = store.writer(job_id, NAMES)
     real, calls = w._write_rows, []
@@ -194,24 +155,18 @@ def test_a_failed_background_write_is_raised_and_its_rows_are_written_by_the_nex
         return real(*args)
 
     monkeypatch.setattr(w, "_write_rows", fail_once)
-    for s in range(12):
+    for s in range(4):
         w.add_step(s, 1.0, 0.1, 1.0, _stats(s))
-        if s in (3, 7):
-            w.flush_in_background()  # the second one fails in its thread
-    with pytest.raises(OSError, match="disk full"):
-        w.wait()
-    assert w.pending == 8  # steps 4..11: the failed batch is back in front of the newer rows
     w.flush()
-    assert [p["step"] for p in store.history(job_id)] == list(range(12))
+    for s in range(4, 9):
+        w.add_step(s, 1.0, 0.1, 1.0, _stats(s))
+    with pytest.raises(OSError, match="disk full"):
+        w.flush()  # rolled back
+    assert w.pending == 5 and [p["step"] for p in store.history(job_id)] == [0, 1, 2, 3]
+    w.add_step(9, 1.0, 0.1, 1.0, _stats(9))
+    w.flush()
+    assert [p["step"] for p in store.history(job_id)] == list(range(10))
     assert store.gradients(job_id, "w1")[7]["max"] == _stats(7)[0, 4]
-
-
-def test_in_memory_databases_flush_in_the_foreground():
-    with Store("sqlite://") as memory:  # one shared connection: no second thread may use it
-        job_id = memory.create_job("m", {})
-        w, _ = _background_run(memory, job_id, range(12))
-        assert w._inflight is None
-        assert [p["step"] for p in memory.history(job_id)] == list(range(12))
 
 
 def test_checkpoints_keep_the_latest_and_replace_same_step(store):
