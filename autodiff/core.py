@@ -99,7 +99,7 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "name", "_rule", "_parents", "_args", "_kwargs",
-                 "_retain", "_freed", "_seq", "__weakref__")
+                 "_retain", "_seq", "__weakref__")
     __array_priority__ = 1000  # make ndarray + Tensor defer to Tensor.__radd__
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
@@ -118,7 +118,6 @@ class Tensor:
         self._args = ()
         self._kwargs = None
         self._retain = False
-        self._freed = False
         self._seq = next(_creation_counter)
 
     @classmethod
@@ -134,7 +133,6 @@ class Tensor:
         t._args = args
         t._kwargs = kwargs
         t._retain = False
-        t._freed = False
         t._seq = next(_creation_counter)
         if _tracers:
             _tracers[-1](t)
@@ -152,7 +150,6 @@ class Tensor:
         t._args = ()
         t._kwargs = None
         t._retain = False
-        t._freed = False
         t._seq = next(_creation_counter)
         return t
 
@@ -239,7 +236,7 @@ def _topological_order(root: Tensor) -> list[Tensor]:
     stack = [root]
     while stack:
         node = stack.pop()
-        if node._freed:
+        if node._args is None:
             raise RuntimeError(_FREED_MESSAGE)
         for p in node._parents:
             if p is not None and p.requires_grad and p not in seen:
@@ -270,7 +267,7 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
     arrives (as PyTorch's AccumulateGrad does). A contribution a VJP computed afresh (not its incoming
     g, output or an argument passed through) may become ``.grad`` without a copy.
     """
-    if root._freed:
+    if root._args is None:
         raise RuntimeError(_FREED_MESSAGE)
     if root._rule is None:
         _accumulate_leaf(root, grad, False)
@@ -284,9 +281,9 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
         rule = node._rule
         if node._retain:
             _accumulate_leaf(node, g, False)
-        if node._freed:
-            raise RuntimeError(_FREED_MESSAGE)
         out, args, kwargs = node.data, node._args, node._kwargs
+        if args is None:  # freed by an earlier backward
+            raise RuntimeError(_FREED_MESSAGE)
         for i, parent in enumerate(node._parents):
             if parent is None or not parent.requires_grad:
                 continue
@@ -320,9 +317,8 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
                 grads[parent] = prev + pg
         if not retain_graph:
             node._parents = ()
-            node._args = ()
+            node._args = None  # marks the node freed
             node._kwargs = None
-            node._freed = True
 
 
 def sum_to_shape(g: np.ndarray, shape: tuple) -> np.ndarray:

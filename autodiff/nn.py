@@ -155,11 +155,15 @@ def _half_squared_error(pred, target):
     return np.add.reduce(d * d, axis=None) / (2 * _batch(d))
 
 
-defvjp(
-    _half_squared_error,
-    lambda g, out, pred, target: g * (pred - target) / _batch(pred - target),
-    lambda g, out, pred, target: g * (target - pred) / _batch(pred - target),
-)
+def _hse_vjp(sign):
+    def vjp(g, out, pred, target):
+        d = pred - target
+        return d * (g * sign / _batch(d))
+
+    return vjp
+
+
+defvjp(_half_squared_error, _hse_vjp(1), _hse_vjp(-1))
 
 
 def half_squared_error(pred, target):
