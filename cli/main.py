@@ -126,10 +126,6 @@ def check_range(start: int | None, end: int | None) -> None:
         raise UsageError(f"--start {start} is after --end {end}")
 
 
-def print_json(value) -> None:
-    sys.stdout.write(render.dumps(value) + "\n")
-
-
 # --- training -------------------------------------------------------------------------------------------
 
 
@@ -211,7 +207,7 @@ def _run(store, job_id: int, total: int, *, resume: bool, as_json: bool, quiet: 
     summary = _summary(store, job, seconds)
     if as_json:
         err.print(summary)
-        print_json(view)
+        render.print_json(view)
     else:
         typer.echo(summary)
     if outcome.status != "succeeded":
@@ -291,7 +287,7 @@ def presets(as_json: JsonFlag = False, database_url: DatabaseUrl = None):
     """List the preset jobs (train one with `gradbook train --preset NAME`)."""
     items = preset_catalog.describe()
     if as_json:
-        print_json(items)
+        render.print_json(items)
         return
     width = max(len(p["name"]) for p in items)
     for p in items:
@@ -321,7 +317,7 @@ def jobs(
         store = open_store(database_url)
         rows = [view_of(j) for j in store.list_jobs(status=status, limit=limit, offset=offset)]
     if as_json:
-        print_json(rows)
+        render.print_json(rows)
         return
     table = [{"id": r["id"], "name": r["name"], "status": r["status"], "steps": r["steps_done"],
               "last_loss": r["last_loss"], "created": (r["created_at"] or "")[:19]} for r in rows]
@@ -337,14 +333,7 @@ def show(job_id: Annotated[int, typer.Argument(metavar="JOB")], as_json: JsonFla
     with usage_errors():
         store = open_store(database_url)
         view = view_of(get_job(store, job_id))
-    if as_json:
-        print_json(view)
-        return
-    for key in ("id", "name", "status", "steps_done", "total_steps", "last_loss", "created_at", "started_at",
-                "finished_at", "error", "param_names"):
-        if view.get(key) is not None:
-            typer.echo(f"{key:12} {view[key]}")
-    typer.echo("spec         " + json.dumps(view["spec"]))
+    render.show_job(view, as_json)
 
 
 @app.command()
@@ -397,7 +386,7 @@ def gradients(
 
 def _emit(rows: list[dict], fmt: RowFormat, first) -> None:
     if fmt is RowFormat.json:
-        print_json(rows)
+        render.print_json(rows)
     elif fmt is RowFormat.csv:
         sys.stdout.write(render.to_csv(rows, first=first))
     else:
@@ -448,7 +437,7 @@ def verify(
     with usage_errors():
         report = verify_step(open_store(database_url), job_id, step, eps=eps)
     if as_json:
-        print_json(report.to_dict())
+        render.print_json(report.to_dict())
         return
     typer.echo(f"job {job_id} step {step}: {report.n_params:,} parameters, eps {report.eps:g}")
     typer.echo(f"  backprop:  {report.backprop_seconds * 1e3:10.3f} ms  (one forward + backward)")

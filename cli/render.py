@@ -6,8 +6,10 @@ import csv
 import io
 import json
 import math
+import sys
 
 import numpy as np
+import typer
 
 
 def flatten(row: dict) -> dict:
@@ -96,3 +98,21 @@ def to_table(rows: list[dict], first=("step",)) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(v.rjust(w) for v, w in zip(b, widths, strict=True)) for b in body]
     return "\n".join(lines)
+
+
+def print_json(value) -> None:
+    """One JSON document on stdout (what --json promises)."""
+    sys.stdout.write(dumps(value) + "\n")
+
+
+def show_job(view: dict, as_json: bool) -> None:
+    """A job as `gradbook show` prints it: one field a line, or the JSON document."""
+    if as_json:
+        print_json(view)
+        return
+    for key in ("id", "name", "status", "steps_done", "total_steps", "last_loss", "created_at", "started_at",
+                "finished_at", "error", "param_names"):
+        if view.get(key) is not None:
+            typer.echo(f"{key:12} {view[key]}")
+    if view.get("spec") is not None:
+        typer.echo("spec         " + json.dumps(view["spec"]))

@@ -46,10 +46,6 @@ def call(fn, *args, **kwargs):
         fail(f"{e.message}" if e.status == 0 else f"server answered {e.status}: {e.message}")
 
 
-def print_json(value) -> None:
-    sys.stdout.write(render.dumps(value) + "\n")
-
-
 # --- serve -----------------------------------------------------------------------------------------------
 
 
@@ -183,7 +179,7 @@ def submit(
     job = call(c.submit, doc)
     if not wait:
         if as_json:
-            print_json(job)
+            render.print_json(job)
         else:
             typer.echo(f"job {job['id']} ({job['name']}) {job['status']}")
         return
@@ -196,7 +192,7 @@ def submit(
         summary += f"\n  {job['error']}"
     if as_json:
         err.print(summary)
-        print_json(job)
+        render.print_json(job)
     else:
         typer.echo(summary)
     if job["status"] != "succeeded":
@@ -211,33 +207,21 @@ def remote_jobs(url: str, token: str | None = None, *, status: str | None = None
     page = call(client(url, token).jobs, status=status, limit=limit, offset=offset)
     rows = page["jobs"]
     if as_json:
-        print_json(rows)
+        render.print_json(rows)
         return
     table = [{"id": r["id"], "name": r["name"], "status": r["status"], "steps": r["steps_done"],
               "last_loss": r["last_loss"], "created": (r["created_at"] or "")[:19]} for r in rows]
     typer.echo(render.to_table(table, first=("id",)) if table else "no jobs")
 
 
-def _show_job(view: dict, as_json: bool) -> None:
-    if as_json:
-        print_json(view)
-        return
-    for key in ("id", "name", "status", "steps_done", "total_steps", "last_loss", "created_at", "started_at",
-                "finished_at", "error", "param_names"):
-        if view.get(key) is not None:
-            typer.echo(f"{key:12} {view[key]}")
-    if view.get("spec") is not None:
-        typer.echo("spec         " + json.dumps(view["spec"]))
-
-
 def remote_show(url: str, job_id: int, token: str | None = None, *, as_json: bool = False) -> None:
-    _show_job(call(client(url, token).job, job_id), as_json)
+    render.show_job(call(client(url, token).job, job_id), as_json)
 
 
 def remote_cancel(url: str, job_id: int, token: str | None = None, *, as_json: bool = False) -> None:
     view = call(client(url, token).cancel, job_id)
     if as_json:
-        print_json(view)
+        render.print_json(view)
     else:
         typer.echo(f"job {view['id']} {view['status']} after {view['steps_done']:,} steps")
 
@@ -250,7 +234,7 @@ def remote_resume(url: str, job_id: int, token: str | None = None, *, as_json: b
     if wait:
         job = watch(c, job, show_bar=not quiet)
     if as_json:
-        print_json(job)
+        render.print_json(job)
     else:
         typer.echo(f"job {job['id']} ({job['name']}) {job['status']}: {job['steps_done']:,} steps")
     if wait and job["status"] != "succeeded":
@@ -260,7 +244,7 @@ def remote_resume(url: str, job_id: int, token: str | None = None, *, as_json: b
 def _emit(rows: list[dict], fmt: str, first) -> None:
     fmt = RowFormat(fmt)
     if fmt is RowFormat.json:
-        print_json(rows)
+        render.print_json(rows)
     elif fmt is RowFormat.csv:
         sys.stdout.write(render.to_csv(rows, first=first))
     else:
@@ -341,7 +325,7 @@ def cancel(job_id: JobArg, as_json: JsonFlag = False, url: Url = None, token: To
         fail(str(e))
     view = job_view(store.get_job(job_id))
     if as_json:
-        print_json(view)
+        render.print_json(view)
     else:
         typer.echo(f"job {job_id} cancelled after {view['steps_done']:,} steps")
 
