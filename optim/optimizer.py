@@ -26,6 +26,7 @@ from autodiff import enable_grad
 
 from .errors import HyperparameterError, NonFiniteGradientError, OptimError, StateDictError
 from .hyper import Hyper, to_json, validate_all
+from .kernels import sumsq
 from .params import collect, dtype_name
 from .schedules import Schedule, make_schedule
 
@@ -62,15 +63,6 @@ SCHEDULE_OPTION = {
 
 def describe_options() -> list[dict]:
     return [SCHEDULE_OPTION] + [h.describe() for h in OPTION_SPECS.values()]
-
-
-def _sumsq(x: np.ndarray) -> float:
-    # einsum's reduction is single-threaded and alignment-independent, so the norm (and any clipping
-    # it drives) is bit-identical across processes whatever the BLAS thread count; tiny arrays use
-    # dot, which is single-threaded below OpenBLAS's threading threshold anyway and cheaper to call.
-    if x.size <= 4096:
-        return float(np.dot(x, x))
-    return float(np.einsum("i,i->", x, x))
 
 
 class _Chunk:
@@ -377,7 +369,7 @@ class Optimizer:
 
     def _grad_sumsq(self) -> float:
         bufs = self._grad_buf_list
-        return _sumsq(bufs[0]) if len(bufs) == 1 else sum(map(_sumsq, bufs))
+        return sumsq(bufs[0]) if len(bufs) == 1 else sum(map(sumsq, bufs))
 
     def _nonfinite_names(self) -> list[str]:
         return [n for n, v in zip(self._names, self._grad_views, strict=True) if not np.isfinite(v).all()]

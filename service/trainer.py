@@ -28,6 +28,7 @@ import autodiff as ad
 import optim
 from autodiff import nn
 from optim.errors import NonFiniteGradientError
+from optim.kernels import dot_rows, sumsq
 
 from .settings import settings
 from .spec import Plan, SpecError, make_plan, parse_spec
@@ -64,10 +65,11 @@ class Outcome:
 class GradStats:
     """Per-parameter statistics over one flat gradient buffer, in four passes over the data.
 
-    Parameters are consecutive segments of the buffer. Sums and sums of squares come from one
-    ``einsum`` per segment view (einsum's reduction is the same whatever the memory alignment or
-    the BLAS thread count, so results are bit-identical across processes; it is also twice as fast
-    as ``add.reduceat``), minima and maxima of all segments from one ``reduceat`` call each.
+    Parameters are consecutive segments of the buffer. Sums come from one ``einsum`` per segment
+    view (its reduction does not depend on memory alignment, unlike ``add.reduce``'s, and it is twice
+    as fast as ``add.reduceat``), sums of squares from :func:`optim.kernels.sumsq` (BLAS dot
+    products on rows short enough to run on one thread), so results are bit-identical across
+    processes; minima and maxima of all segments come from one ``reduceat`` call each.
     std is the population std (ddof=0) from Σg² − nḡ², recomputed from deviations in a second pass
     for any segment whose mean dominates (nḡ² > Σg²/2), where that difference would cancel.
     """
@@ -78,24 +80,27 @@ class GradStats:
         self.starts = bounds[:-1].astype(np.intp)
         self.slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         self.counts = self.sizes.astype(np.float64)
-        self._views: tuple[np.ndarray, list[np.ndarray]] | None = None  # segment views of the last buffer
+        self._views: tuple[np.ndarray, list, list] | None = None  # segment views of the last buffer
 
-    def _segments(self, g: np.ndarray) -> list[np.ndarray]:
-        if self._views is None or self._views[0] is not g:  # the trainer passes the same buffer each step
-            self._views = (g, [g[s] for s in self.slices])
-        return self._views[1]
+    def _segments(self, g: np.ndarray) -> tuple[list[np.ndarray], list]:
+        """Each segment's view of ``g`` and its :func:`dot_rows` (kept: the trainer passes the same
+        buffer every step)."""
+        if self._views is None or self._views[0] is not g:
+            views = [g[s] for s in self.slices]
+            self._views = (g, views, [dot_rows(v) for v in views])
+        return self._views[1], self._views[2]
 
     def __call__(self, g: np.ndarray) -> tuple[np.ndarray, float]:
         """(P, 6) rows of norm, mean, std, min, max, non-finite count; and the global L2 norm."""
         if g.dtype != np.float64:
             g = g.astype(np.float64)
         starts, counts = self.starts, self.counts
-        segments = self._segments(g)
+        segments, rows = self._segments(g)
         out = np.empty((len(self.sizes), 6))
         with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf are results here, not errors
             sums = np.array([np.einsum("i->", v) for v in segments])
             means = sums / counts
-            sum_sq = np.array([np.einsum("i,i->", v, v) for v in segments])
+            sum_sq = np.array(list(map(sumsq, segments, rows)))
             mean_sq = counts * means * means
             var = (sum_sq - mean_sq) / counts
             for i in np.flatnonzero(mean_sq > 0.5 * sum_sq):
