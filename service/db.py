@@ -7,6 +7,11 @@ waits for it in SQLite's busy handler, instead of failing with "database is lock
 transaction later tries to become a write. Read transactions (see :func:`reader`) begin DEFERRED so
 they never wait for writers.
 
+WAL checkpoints (copying the log back into the database file, then an fsync) are run by a
+:class:`WalCheckpointer` thread of the store, so a committing writer, say a training loop flushing
+its history, does not wait for the disk; writers checkpoint themselves only past a larger safety
+threshold (:data:`WRITER_AUTOCHECKPOINT_PAGES`).
+
 The schema is made only by Alembic (migrations/ next to this package); :func:`upgrade` runs it
 under a lock held in the database itself: on SQLite the BEGIN IMMEDIATE of the migrating
 transaction (SQLite has transactional DDL, so the migration is also all-or-nothing), on PostgreSQL
@@ -15,7 +20,9 @@ transaction (SQLite has transactional DDL, so the migration is also all-or-nothi
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, pool, text
@@ -27,6 +34,10 @@ BUSY_TIMEOUT_MS = 60_000
 # Arbitrary constant naming gradbook's migration lock among PostgreSQL advisory locks.
 PG_MIGRATION_LOCK = 0x67726164  # "grad"
 _READ_OPTION = "gradbook_read_only"
+# With a WalCheckpointer running, a writer's commit checkpoints only beyond this many WAL pages
+# (64 MiB at 4 KiB pages; SQLite's default is 1,000), should the thread fall behind.
+WRITER_AUTOCHECKPOINT_PAGES = 16_384
+log = logging.getLogger(__name__)
 
 
 def database_url(explicit: str | None = None) -> str:
@@ -43,8 +54,9 @@ def _is_memory_sqlite(url) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; on SQLite with the pragmas and IMMEDIATE write transactions above."""
+def make_engine(url: str, *, wal_autocheckpoint: int | None = None) -> Engine:
+    """An engine for ``url``; on SQLite with the pragmas and IMMEDIATE write transactions above.
+    ``wal_autocheckpoint``: pages of WAL after which a commit checkpoints (None: SQLite's default)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True)
@@ -70,6 +82,8 @@ def make_engine(url: str) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if not memory:
             cursor.execute("PRAGMA journal_mode = WAL")
+            if wal_autocheckpoint is not None:
+                cursor.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -80,6 +94,45 @@ def make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def is_file_sqlite(url: str) -> bool:
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and not _is_memory_sqlite(parsed)
+
+
+class WalCheckpointer:
+    """A daemon thread that runs a PASSIVE checkpoint of a SQLite database's WAL every ``interval``
+    seconds. PASSIVE never waits for readers or writers: it copies what it can and returns, and a
+    round with nothing new to copy costs a lock check, no disk access."""
+
+    def __init__(self, engine: Engine, interval: float = 0.25):
+        self.engine = engine
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gradbook-wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """One PASSIVE checkpoint: (busy, frames in the WAL, frames copied to the database)."""
+        # The raw driver connection runs outside a transaction (the engine's "begin" hook would
+        # open an IMMEDIATE one, inside which SQLite cannot checkpoint).
+        raw = self.engine.raw_connection()
+        try:
+            return tuple(raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+        finally:
+            raw.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.checkpoint()
+            except Exception as exc:  # noqa: BLE001 - a failed round is retried; writers have the safety net
+                log.debug("WAL checkpoint failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def reader(engine: Engine) -> Engine:

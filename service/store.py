@@ -21,7 +21,15 @@ from sqlalchemy.exc import IntegrityError
 
 from . import store_query as query
 from . import store_rollup as rollup
-from .db import database_url, make_engine, reader, upgrade
+from .db import (
+    WRITER_AUTOCHECKPOINT_PAGES,
+    WalCheckpointer,
+    database_url,
+    is_file_sqlite,
+    make_engine,
+    reader,
+    upgrade,
+)
 from .models import (
     JOB_STATUSES,
     ROLLUP_LEVELS,
@@ -123,13 +131,19 @@ class Store:
     def __init__(self, url: str | None = None, *, migrate: bool = True, cache_size: int = 64):
         """``cache_size``: how many recent history/gradients results to keep (0: none)."""
         self.url = database_url(url)
-        self.engine = make_engine(self.url)
+        background = is_file_sqlite(self.url)  # WAL checkpoints on a thread of ours, not in commits
+        pages = WRITER_AUTOCHECKPOINT_PAGES if background else None
+        self.engine = make_engine(self.url, wal_autocheckpoint=pages)
         self._reader = reader(self.engine)
         self._results = query.ResultCache(cache_size)
         if migrate:
             upgrade(self.url, engine=self.engine)
+        self._checkpointer = WalCheckpointer(self.engine) if background else None
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self.engine.dispose()
 
     def __enter__(self) -> Store:

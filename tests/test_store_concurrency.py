@@ -3,14 +3,17 @@
 The writers start together on a fresh file, so they also race to create the schema.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 
-from service.store import Store
+from service.db import WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer
+from service.store import Checkpoint, Store
 
 WRITER = textwrap.dedent(
     """
@@ -102,3 +105,31 @@ def test_four_processes_write_at_once_and_nothing_is_lost(tmp_path):
         buckets = store.gradients(job_id, "w", max_points=7)
         assert sum(b["count"] for b in buckets) == steps
     store.close()
+
+
+def test_wal_is_checkpointed_by_the_store_thread_not_by_committing_writers(tmp_path):
+    """A commit leaves the WAL alone below WRITER_AUTOCHECKPOINT_PAGES; the store's thread copies it
+    into the database file soon after (the file grows without any further write)."""
+    path = tmp_path / "wal.db"
+    store = Store(f"sqlite:///{path}")
+    try:
+        with store.engine.connect() as conn:
+            pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        assert pages == WRITER_AUTOCHECKPOINT_PAGES
+        store._checkpointer.stop()  # paused: the write below must leave the database file as it is
+        job = store.create_job("big", {"n": 1})
+        store.transition(job, "running")
+        before = os.path.getsize(path)
+        writer = store.writer(job, ["w"])
+        writer.flush(Checkpoint(0, {"w": np.random.default_rng(0).standard_normal(1_000_000)}, {}))  # 8 MB
+        assert os.path.getsize(path) == before  # the commit did not checkpoint
+        store._checkpointer = WalCheckpointer(store.engine, interval=0.05)
+        deadline = time.monotonic() + 10
+        while os.path.getsize(path) < before + 8_000_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.getsize(path) >= before + 8_000_000
+        assert store.last_checkpoint(job).arrays["w"].size == 1_000_000
+    finally:
+        thread = store._checkpointer._thread
+        store.close()
+    assert not thread.is_alive()
