@@ -15,6 +15,7 @@ the uninterrupted run would have.
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 import os
 import socket
@@ -99,24 +100,23 @@ class GradStats:
         out = np.empty((len(self.sizes), 6))
         with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf are results here, not errors
             sums = np.array([np.einsum("i->", v) for v in segments])
-            means = sums / counts
             sum_sq = np.array(list(map(sumsq, segments, rows)))
-            mean_sq = counts * means * means
+            means = np.divide(sums, counts, out=out[:, 1])
+            mean_sq = means * sums  # n·mean²
             var = (sum_sq - mean_sq) / counts
             for i in np.flatnonzero(mean_sq > 0.5 * sum_sq):
                 dev = segments[i] - means[i]
                 var[i] = np.einsum("i,i->", dev, dev) / counts[i]
             np.sqrt(sum_sq, out=out[:, 0])
-            out[:, 1] = means
-            np.sqrt(np.maximum(var, 0.0, where=~np.isnan(var), out=var), out=out[:, 2])
+            np.sqrt(np.maximum(var, 0.0, out=var), out=out[:, 2])  # a NaN variance stays NaN
             np.minimum.reduceat(g, starts, out=out[:, 3])
             np.maximum.reduceat(g, starts, out=out[:, 4])
-            if np.isfinite(sums).all() and np.isfinite(sum_sq).all():
-                out[:, 5] = 0.0  # no segment can hold a NaN or an infinity
+            total = float(sum_sq.sum())
+            if math.isfinite(total):
+                out[:, 5] = 0.0  # a NaN or an infinity anywhere would make its square sum non-finite
             else:
                 out[:, 5] = np.add.reduceat((~np.isfinite(g)).astype(np.float64), starts)
-            total = float(np.sqrt(sum_sq.sum()))
-        return out, total
+        return out, math.sqrt(total)
 
 
 # --- optimizer state <-> checkpoint ------------------------------------------------------------------
