@@ -62,7 +62,8 @@ def _scalar(name: str, value, optional: bool) -> float | None:
         raise ValueError(f"{name}: expected a number, got {value!r}") from None
 
 
-def _array_rows(job_id: int, step: int, kind: str, arrays: dict) -> list[dict]:
+def _array_rows(job_id: int, step: int, kind: str, arrays: dict) -> list[tuple]:
+    """step_arrays rows (tuples in column order, for :func:`executemany`) of ``arrays``."""
     if not isinstance(arrays, dict):
         raise ValueError(f"{kind} arrays: expected a dict of name -> array, got {type(arrays).__name__}")
     rows = []
@@ -70,7 +71,7 @@ def _array_rows(job_id: int, step: int, kind: str, arrays: dict) -> list[dict]:
         if not isinstance(name, str) or not name:
             raise ValueError(f"{kind} arrays: names must be non-empty strings, got {name!r}")
         dtype, shape, data = encode_array(name, value)
-        rows.append(dict(job_id=job_id, step=step, kind=kind, name=name, dtype=dtype, shape=shape, data=data))
+        rows.append((job_id, step, kind, name, dtype, shape, data))
     return rows
 
 
@@ -88,8 +89,7 @@ def write_checkpoint(conn: Connection, job_id: int, checkpoint: Checkpoint) -> N
     conn.execute(delete(a).where(a.job_id == job_id, a.step == step, a.kind == "checkpoint"))
     conn.execute(delete(c).where(c.job_id == job_id, c.step == step))
     conn.execute(insert(c), [dict(job_id=job_id, step=step, meta=meta, created_at=_now())])
-    if array_rows:
-        conn.execute(insert(a), array_rows)
+    executemany(conn, a.__table__, array_rows)
 
 
 @dataclass
@@ -99,7 +99,7 @@ class _Batch:
     steps: list[int]
     scalars: list[tuple]
     stats: np.ndarray
-    arrays: list[dict]
+    arrays: list[tuple]
 
 
 class HistoryWriter:
@@ -113,7 +113,7 @@ class HistoryWriter:
         self._steps: list[int] = []
         self._scalars: list[tuple] = []
         self._stats = np.empty((64, len(self.param_names), len(STAT_SERIES)))  # grows by doubling
-        self._arrays: list[dict] = []
+        self._arrays: list[tuple] = []
         self._tails: tuple[int, dict] | None = None  # (steps_done, last rollup blocks) as last committed
 
     @property
@@ -193,8 +193,7 @@ class HistoryWriter:
             tails = self._tails_if_current(conn)
             if batch.steps:
                 tails = self._write_rows(conn, batch, tails)
-            if batch.arrays:
-                conn.execute(insert(StepArray), batch.arrays)
+            executemany(conn, StepArray.__table__, batch.arrays)
             if checkpoint is not None:
                 write_checkpoint(conn, self.job_id, checkpoint)
             progress = {"heartbeat_at": _now(), "updated_at": _now()}
