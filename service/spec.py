@@ -399,12 +399,13 @@ def make_plan(spec: JobSpec, resolve_dataset=None) -> Plan:
 
 def default_snapshot_every(n_params: int) -> int:
     """Every step up to GRADBOOK_SMALL_MODEL_PARAMS parameters; beyond, every K steps with K the
-    smallest of 1, 2, 5 x 10^k that is at least GRADBOOK_LARGE_SNAPSHOT_EVERY and n_params / 2000, so
-    that snapshots (gradients and parameters) average at most about 4,000 stored values a step."""
+    smallest of 1, 2, 5 x 10^k that is at least GRADBOOK_LARGE_SNAPSHOT_EVERY and n_params / 500, so
+    that snapshots (gradients and parameters) average at most about 1,000 stored values a step:
+    8 KB a step, 8 GB over a million steps, whatever the model's size."""
     limits = settings()
     if n_params <= limits.small_model_params:
         return 1
-    want = max(limits.large_snapshot_every, math.ceil(n_params / 2000))
+    want = max(limits.large_snapshot_every, math.ceil(n_params / 500))
     k = 1
     while True:
         for m in (1, 2, 5):

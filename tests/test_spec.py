@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service import presets
-from service.spec import JobSpec, SpecError, job_view, make_plan, parse_spec
+from service.spec import JobSpec, SpecError, default_snapshot_every, job_view, make_plan, parse_spec
 
 SEED = {
     "name": "seed",
@@ -162,6 +162,14 @@ def test_large_models_snapshot_every_hundred_steps_by_default():
     assert plan.n_params == 1 * 200 + 200 + 200 * 100 + 100 + 100 + 1
     assert plan.snapshot_every == 100
     assert make_plan(parse_spec(dict(doc, snapshot_every=7))).snapshot_every == 7
+
+
+@pytest.mark.parametrize(("n_params", "every"), [(10_000, 1), (10_001, 100), (50_000, 100), (50_001, 200),
+                                                 (101_770, 500), (250_001, 1000), (2_000_000, 5000)])
+def test_default_snapshot_interval_keeps_about_a_thousand_stored_values_a_step(n_params, every):
+    assert default_snapshot_every(n_params) == every
+    if every > 1:  # gradients and parameters, every `every` steps
+        assert 2 * n_params / every <= 1000 or every == 100
 
 
 def test_uploaded_datasets_are_accepted_but_need_the_service():
