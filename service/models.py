@@ -41,8 +41,12 @@ JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interr
 HISTORY_SERIES = ("loss", "lr", "grad_norm", "val_loss", "val_accuracy")
 STAT_SERIES = ("norm", "mean", "std", "min", "max", "nonfinite")
 
-# Rollup block sizes are ROLLUP_BASE ** level for level 1..ROLLUP_LEVELS (4 .. 262,144 steps).
+# Rollup block sizes are ROLLUP_BASE ** level for the stored levels ROLLUP_FIRST_LEVEL..ROLLUP_LEVELS
+# (16 .. 262,144 steps). Level 1 (4 steps) is not stored: with four aggregates per series its rows
+# would hold as many values as the raw rows they summarise, doubling what every flush writes, and
+# a scan of at most 16 raw rows per bucket is as quick.
 ROLLUP_BASE = 4
+ROLLUP_FIRST_LEVEL = 2
 ROLLUP_LEVELS = 9
 
 # Constraint names are fixed so that migrations can refer to them on every database.

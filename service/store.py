@@ -32,7 +32,6 @@ from .db import (
 )
 from .models import (
     JOB_STATUSES,
-    ROLLUP_LEVELS,
     CheckpointRow,
     Dataset,
     History,
@@ -500,7 +499,7 @@ class Store:
             with self.engine.begin() as conn:
                 self._delete_steps(conn, job_id, n_params, lo, hi)
                 conn.execute(update(Job).where(Job.id == job_id).values(updated_at=_now()))
-                levels = list(range(1, ROLLUP_LEVELS + 1))
+                levels = list(rollup.LEVELS)
                 r = history_rollup
                 conn.execute(delete(r).where(r.c.job_id == job_id, r.c.level.in_(levels), r.c.block >= lo))
                 if n_params:

@@ -1,12 +1,14 @@
 """Exact downsampling in SQL over a pyramid of per-block aggregates.
 
-Level 0 is the raw table; level L >= 1 holds one row per aligned block of ``4**L`` steps with the
-min, max, sum and count (of non-NaN values) of every series, plus the first/last step present and
-the row count. Level L is computed in SQL from level L-1 for the blocks a batch touches, in the
-batch's own transaction, so the pyramid always agrees with the raw rows.
+Level 0 is the raw table; each stored level L (2 to 9, see models.ROLLUP_FIRST_LEVEL) holds one row
+per aligned block of ``4**L`` steps with the min, max, sum and count (of non-NaN values) of every
+series, plus the first/last step present and the row count. Level L is computed in SQL from the
+stored level below it (level 2 from raw rows) for the blocks a batch touches, in the batch's own
+transaction, so the pyramid always agrees with the raw rows.
 
 A downsampled query picks the coarsest level that still has at least ``max_points`` blocks in the
-range, so it scans fewer than ``4 * max_points`` block rows however long the range is. Buckets are
+range, so it scans fewer than ``4 * max_points`` block rows however long the range is (fewer than
+``16 * max_points`` raw rows when no stored level has that many blocks). Buckets are
 aligned to multiples of their width ``w`` (a multiple of that level's block size), which keeps
 buckets stable while a live job grows; the range's ragged edges are covered by finer levels down
 to raw rows. Bucket min/max/mean are therefore exact, and each bucket's ``last`` values are read
@@ -46,6 +48,7 @@ from sqlalchemy.engine import Connection
 from .models import (
     HISTORY_SERIES,
     ROLLUP_BASE,
+    ROLLUP_FIRST_LEVEL,
     ROLLUP_LEVELS,
     STAT_SERIES,
     History,
@@ -73,8 +76,21 @@ HISTORY = SeriesTable(History.__table__, history_rollup, HISTORY_SERIES, ())
 PARAM_STATS = SeriesTable(ParamStat.__table__, param_stats_rollup, STAT_SERIES, ("param",))
 
 
+LEVELS = range(ROLLUP_FIRST_LEVEL, ROLLUP_LEVELS + 1)  # the stored levels
+
+
 def block_size(level: int) -> int:
     return ROLLUP_BASE**level
+
+
+def level_below(level: int) -> int:
+    """The next finer level that exists: a stored level, or 0 (the raw rows)."""
+    return level - 1 if level > ROLLUP_FIRST_LEVEL else 0
+
+
+def level_above(level: int) -> int:
+    """The next coarser stored level (beyond ROLLUP_LEVELS when there is none)."""
+    return max(level + 1, ROLLUP_FIRST_LEVEL)
 
 
 def _source(st: SeriesTable, level: int, lo: str = "lo", hi: str = "hi"):
@@ -122,7 +138,8 @@ def _aggregates(st: SeriesTable, src) -> list:
 
 @functools.cache
 def _rebuild_statements(st: SeriesTable, level: int):
-    """DELETE and INSERT ... SELECT recomputing ``level``'s blocks in [:lo, :hi] from the level below.
+    """DELETE and INSERT ... SELECT recomputing ``level``'s blocks in [:lo, :hi] from the level below
+    (:func:`level_below`).
     Built once: SQLAlchemy then reuses the compiled SQL on every flush."""
     r = st.rollup
     size = block_size(level)
@@ -133,7 +150,7 @@ def _rebuild_statements(st: SeriesTable, level: int):
         r.c.level == level,
         r.c.block.between(bindparam("lo"), bindparam("hi")),
     )
-    src = _source(st, level - 1).subquery()
+    src = _source(st, level_below(level)).subquery()
     # Inline integers, so PostgreSQL sees the selected block expression built on the grouped one.
     size_sql = literal_column(str(size), Integer)
     block = (src.c.s0 // size_sql) * size_sql
@@ -157,7 +174,7 @@ def rebuild(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, lo: in
     its maximum, which drops the deleted blocks and recomputes the one partly kept).
     """
     keys = {f"{k}s": list(v) for k, v in key_in.items()}
-    for level in range(1, ROLLUP_LEVELS + 1):
+    for level in LEVELS:
         size = block_size(level)
         params = {"job_id": job_id, "lo": lo // size * size, "hi": hi, **keys}
         remove, add = _rebuild_statements(st, level)
@@ -183,7 +200,7 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
     valid = ~np.isnan(values)
     zeroed = np.where(valid, values, 0.0)
     parts = []
-    for level in range(1, ROLLUP_LEVELS + 1):
+    for level in LEVELS:
         size = block_size(level)
         block = steps // size * size
         change = np.ones(len(steps), dtype=bool)
@@ -308,13 +325,14 @@ def _bucket_count(start: int, end: int, width: int) -> int:
 def plan(start: int, end: int, max_points: int) -> Plan:
     """Choose the level and bucket width for [start, end] (more than ``max_points`` steps).
 
-    The width is the smallest multiple ``k * 4**L`` of the finest level ``L`` with at least
-    ``max_points`` blocks in the range that gives at most ``max_points`` buckets (k is 1 to 4, so
-    buckets stay close to ``max_points``). The scan then reads the coarsest level whose blocks
-    tile the width (k = 4 is one block of level L + 1), at most ``k`` rows per bucket.
+    ``L`` is the coarsest stored level with at least ``max_points`` blocks in the range, or 0 (raw
+    rows) when there is none. The width is the smallest multiple ``k * 4**L`` that gives at most
+    ``max_points`` buckets (k is 1 to 4, so buckets stay close to ``max_points``; 1 to 16 over raw
+    rows, below the first stored level). The scan then reads the coarsest level whose blocks tile the
+    width (k = 4 is one block of level L + 1), at most ``k`` rows per bucket.
     """
     level = 0
-    for candidate in range(ROLLUP_LEVELS, 0, -1):
+    for candidate in reversed(LEVELS):
         if _bucket_count(start, end, block_size(candidate)) >= max_points:
             level = candidate
             break
@@ -323,8 +341,8 @@ def plan(start: int, end: int, max_points: int) -> Plan:
     while _bucket_count(start, end, k * size) > max_points:
         k += 1
     width = k * size
-    while level < ROLLUP_LEVELS and width % block_size(level + 1) == 0:
-        level += 1
+    while level_above(level) in LEVELS and width % block_size(level_above(level)) == 0:
+        level = level_above(level)
     return Plan(level, width, tuple(_segments(start, end, level)))
 
 
@@ -338,12 +356,13 @@ def _segments(start: int, end: int, level: int):
     size = block_size(level)
     first = -(-start // size) * size  # first block starting at or after start
     stop = (end + 1) // size * size  # one past the last whole block
+    finer = level_below(level)
     if first >= stop:
-        yield from _segments(start, end, level - 1)
+        yield from _segments(start, end, finer)
         return
-    yield from _segments(start, first - 1, level - 1)
+    yield from _segments(start, first - 1, finer)
     yield (level, first, stop - size)
-    yield from _segments(stop, end, level - 1)
+    yield from _segments(stop, end, finer)
 
 
 def _nan_bits(flags) -> object:

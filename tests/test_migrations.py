@@ -5,6 +5,7 @@ import io
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -55,6 +56,61 @@ def test_downgrade_to_base_and_back(tmp_path):
     finally:
         engine.dispose()
     assert db.upgrade(url) == db.head_revision()
+
+
+def test_revision_0002_drops_rollup_level_1_and_its_downgrade_recomputes_it(tmp_path):
+    """Level 1 (4-step blocks) is not stored from 0002 on; downgrading to 0001 rebuilds it from the
+    raw rows exactly as 0001's code aggregated them (NaN is NULL: no count, nothing added)."""
+    url = f"sqlite:///{tmp_path / 'l1.db'}"
+    store = Store(url)
+    job = store.create_job("x", {})
+    w = store.writer(job, ["w", "b"])
+    rng = np.random.default_rng(3)
+    stats = rng.standard_normal((30, 2, 6))
+    stats[..., 5] = rng.integers(0, 3, (30, 2))
+    stats[7, 1, 0] = np.nan
+    for s in range(30):
+        w.add_step(s, float(s), 0.1, 1.0, stats[s], val_loss=0.5 if s % 3 == 0 else None)
+    w.flush()
+    level_1 = "SELECT count(*) FROM param_stats_rollup WHERE level = 1"
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql(level_1).scalar() == 0
+    store.close()
+
+    engine = db.make_engine(url)
+    try:
+        with engine.begin() as conn:
+            config = db.alembic_config(url)
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0001")
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT block, step_first, step_last, n, norm_min, norm_max, norm_sum, norm_cnt, "
+                "nonfinite_sum FROM param_stats_rollup WHERE level = 1 AND param = 1 ORDER BY block").all()
+            history = conn.exec_driver_sql(
+                "SELECT block, loss_sum, val_loss_sum, val_loss_cnt FROM history_rollup "
+                "WHERE level = 1 ORDER BY block").all()
+    finally:
+        engine.dispose()
+    assert [r[0] for r in rows] == list(range(0, 30, 4))
+    for block, first, last, n, lo, hi, total, count, nonfinite in rows:
+        norms = stats[block:block + 4, 1, 0]
+        assert (first, last, n) == (block, min(block + 3, 29), len(norms))
+        assert (lo, hi) == (np.nanmin(norms), np.nanmax(norms))
+        assert total == pytest.approx(np.nansum(norms), rel=1e-15)
+        assert count == np.count_nonzero(~np.isnan(norms))
+        assert nonfinite == stats[block:block + 4, 1, 5].sum()
+    for block, loss_sum, val_sum, val_count in history:
+        steps = range(block, min(block + 4, 30))
+        assert loss_sum == sum(steps)
+        assert (val_sum, val_count) == (0.5 * sum(s % 3 == 0 for s in steps), sum(s % 3 == 0 for s in steps))
+    assert db.upgrade(url) == db.head_revision()
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(level_1).scalar() == 0
+    finally:
+        engine.dispose()
 
 
 def test_processes_racing_to_migrate_a_fresh_database(tmp_path):
@@ -128,7 +184,7 @@ def test_schema_and_queries_render_for_postgresql():
     for st in (rollup.HISTORY, rollup.PARAM_STATS):
         sql = str(rollup._bucket_statement(st, tuple(s[0] for s in plan.segments)).compile(dialect=dialect))
         assert "GROUP BY" in sql and "LEFT OUTER JOIN" in sql and "ORDER BY b.s0" in sql
-        for level in (1, rollup.ROLLUP_LEVELS):
+        for level in (rollup.LEVELS[0], rollup.LEVELS[-1]):
             remove, add = rollup._rebuild_statements(st, level)
             rendered = str(add.compile(dialect=dialect))
             # PostgreSQL requires the selected block expression to be the grouped one, verbatim
