@@ -43,15 +43,19 @@ def test_upgrade_from_empty_to_head_matches_the_models(tmp_path):
         engine.dispose()
 
 
+def _downgrade(engine, url: str, revision: str) -> None:
+    with engine.begin() as conn:
+        config = db.alembic_config(url)
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
 def test_downgrade_to_base_and_back(tmp_path):
     url = f"sqlite:///{tmp_path / 'd.db'}"
     db.upgrade(url)
     engine = db.make_engine(url)
     try:
-        with engine.begin() as conn:
-            config = db.alembic_config(url)
-            config.attributes["connection"] = conn
-            command.downgrade(config, "base")
+        _downgrade(engine, url, "base")
         assert set(inspect(engine).get_table_names()) == {"alembic_version"}
     finally:
         engine.dispose()
@@ -79,10 +83,7 @@ def test_revision_0002_drops_rollup_level_1_and_its_downgrade_recomputes_it(tmp_
 
     engine = db.make_engine(url)
     try:
-        with engine.begin() as conn:
-            config = db.alembic_config(url)
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0001")
+        _downgrade(engine, url, "0001")
         with engine.connect() as conn:
             rows = conn.exec_driver_sql(
                 "SELECT block, step_first, step_last, n, norm_min, norm_max, norm_sum, norm_cnt, "
