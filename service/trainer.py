@@ -80,7 +80,6 @@ class GradStats:
         bounds = np.concatenate([[0], np.cumsum(self.sizes)])
         self.starts = bounds[:-1].astype(np.intp)
         self.slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        self.counts = self.sizes.astype(np.float64)
         self._views: tuple[np.ndarray, list, list] | None = None  # segment views of the last buffer
 
     def _segments(self, g: np.ndarray) -> tuple[list[np.ndarray], list]:
@@ -95,28 +94,36 @@ class GradStats:
         """(P, 6) rows of norm, mean, std, min, max, non-finite count; and the global L2 norm."""
         if g.dtype != np.float64:
             g = g.astype(np.float64)
-        starts, counts = self.starts, self.counts
         segments, rows = self._segments(g)
-        out = np.empty((len(self.sizes), 6))
+        out = np.empty((len(segments), 6))
         with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf are results here, not errors
-            sums = np.array([np.einsum("i->", v) for v in segments])
-            sum_sq = np.array(list(map(sumsq, segments, rows)))
-            means = np.divide(sums, counts, out=out[:, 1])
-            mean_sq = means * sums  # n·mean²
-            var = (sum_sq - mean_sq) / counts
-            for i in np.flatnonzero(mean_sq > 0.5 * sum_sq):
-                dev = segments[i] - means[i]
-                var[i] = np.einsum("i,i->", dev, dev) / counts[i]
-            np.sqrt(sum_sq, out=out[:, 0])
-            np.sqrt(np.maximum(var, 0.0, out=var), out=out[:, 2])  # a NaN variance stays NaN
-            np.minimum.reduceat(g, starts, out=out[:, 3])
-            np.maximum.reduceat(g, starts, out=out[:, 4])
-            total = float(sum_sq.sum())
+            moments = np.array(list(map(_moments, segments, rows, self.sizes.tolist())))
+            np.sqrt(moments[:, 0], out=out[:, 0])
+            out[:, 1:3] = moments[:, 1:]
+            np.minimum.reduceat(g, self.starts, out=out[:, 3])
+            np.maximum.reduceat(g, self.starts, out=out[:, 4])
+            total = float(moments[:, 0].sum())
             if math.isfinite(total):
                 out[:, 5] = 0.0  # a NaN or an infinity anywhere would make its square sum non-finite
             else:
-                out[:, 5] = np.add.reduceat((~np.isfinite(g)).astype(np.float64), starts)
+                out[:, 5] = np.add.reduceat((~np.isfinite(g)).astype(np.float64), self.starts)
         return out, math.sqrt(total)
+
+
+def _moments(v: np.ndarray, rows, n: int) -> tuple[float, float, float]:
+    """Σv², mean and population std of one segment, in Python floats (a handful of operations on
+    scalars costs less than as many NumPy calls on P-element arrays, the same IEEE results)."""
+    total = float(np.einsum("i->", v))
+    sq = sumsq(v, rows)
+    mean = total / n
+    mean_sq = mean * total  # n·mean²
+    if mean_sq > 0.5 * sq:  # Σv² − n·mean² would cancel: from the deviations instead
+        dev = v - mean
+        var = float(np.einsum("i,i->", dev, dev)) / n
+    else:
+        var = (sq - mean_sq) / n
+    std = math.sqrt(var) if var > 0.0 else var if math.isnan(var) else 0.0
+    return sq, mean, std
 
 
 # --- optimizer state <-> checkpoint ------------------------------------------------------------------
