@@ -29,7 +29,7 @@ import autodiff as ad
 import optim
 from autodiff import nn
 from optim.errors import NonFiniteGradientError
-from optim.kernels import dot_rows, sumsq
+from optim.kernels import DOT_ROW, dot_rows, sumsq
 
 from .settings import settings
 from .spec import Plan, SpecError, make_plan, parse_spec
@@ -66,11 +66,11 @@ class Outcome:
 class GradStats:
     """Per-parameter statistics over one flat gradient buffer, in four passes over the data.
 
-    Parameters are consecutive segments of the buffer. Sums come from one ``einsum`` per segment
-    view (its reduction does not depend on memory alignment, unlike ``add.reduce``'s, and it is twice
-    as fast as ``add.reduceat``), sums of squares from :func:`optim.kernels.sumsq` (BLAS dot
-    products on rows short enough to run on one thread), so results are bit-identical across
-    processes; minima and maxima of all segments come from one ``reduceat`` call each.
+    Parameters are consecutive segments of the buffer. Sums and sums of squares are BLAS dot
+    products (with ones, and with the segment itself) on rows short enough to run on one thread
+    (:func:`optim.kernels.sumsq`), except that a long segment's sum is one ``einsum``, faster there;
+    neither depends on memory alignment or the thread count, so results are bit-identical across
+    processes. Minima and maxima of all segments come from one ``reduceat`` call each.
     std is the population std (ddof=0) from Σg² − nḡ², recomputed from deviations in a second pass
     for any segment whose mean dominates (nḡ² > Σg²/2), where that difference would cancel.
     """
@@ -110,11 +110,16 @@ class GradStats:
         return out, math.sqrt(total)
 
 
+_ONES = np.ones(DOT_ROW)
+
+
 def _moments(v: np.ndarray, rows, n: int) -> tuple[float, float, float]:
     """Σv², mean and population std of one segment, in Python floats (a handful of operations on
     scalars costs less than as many NumPy calls on P-element arrays, the same IEEE results)."""
-    total = float(np.einsum("i->", v))
-    sq = sumsq(v, rows)
+    if n <= DOT_ROW:  # two single-threaded BLAS calls, cheaper to make than einsum's
+        total, sq = float(np.dot(v, _ONES[:n])), float(np.dot(v, v))
+    else:
+        total, sq = float(np.einsum("i->", v)), sumsq(v, rows)
     mean = total / n
     mean_sq = mean * total  # n·mean²
     if mean_sq > 0.5 * sq:  # Σv² − n·mean² would cancel: from the deviations instead
