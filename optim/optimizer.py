@@ -376,13 +376,17 @@ class Optimizer:
 
     # ---- the step
 
-    def step(self, closure=None):
+    def step(self, closure=None, *, grad_norm: float | None = None):
         """Update every parameter that has a gradient; return ``closure()``'s value if one is given.
 
         Order: sync views; non-finite check (raise / skip without advancing the counter); clipping by
         value then by global norm; the schedule's lr for the current counter; the update rule on each
         chunk; counter + 1. ``last_lr``/``last_lrs``, ``last_grad_norm`` (2-norm before clipping,
         when a check or clipping computed it) and ``last_step_skipped`` describe the step.
+
+        ``grad_norm``: the global 2-norm of the gradients this step will use, when the caller has
+        just computed it (a recorder of gradient statistics does), saving the pass over them that the
+        non-finite check and clipping would make (as torch's GradScaler hands ``found_inf`` over).
         """
         loss = None
         if closure is not None:
@@ -400,7 +404,7 @@ class Optimizer:
         clip_norm, clip_value = opts["clip_grad_norm"], opts["clip_grad_value"]
         norm = None
         if policy != "ignore" or clip_norm is not None or clip_value is not None:
-            norm = math.sqrt(self._grad_sumsq())
+            norm = math.sqrt(self._grad_sumsq()) if grad_norm is None else float(grad_norm)
             if not math.isfinite(norm) and policy != "ignore":
                 bad = self._nonfinite_names()
                 if bad:

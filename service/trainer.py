@@ -310,6 +310,10 @@ class Trainer:
         plan, limits, optimizer = self.plan, settings(), self.optimizer
         total = plan.total_steps
         record = writer is not None
+        options = optimizer.options
+        # The recorder's global norm spares the optimizer its own pass over the gradients, unless it
+        # clips: then the norm it computes itself decides the clipping, in every run alike.
+        share_norm = options["clip_grad_norm"] is None and options["clip_grad_value"] is None
         last_flush = last_tick = last_checkpoint = time.monotonic()
         loss_value: float | None = None
         done = start  # steps recorded (and updates made) so far
@@ -348,15 +352,14 @@ class Trainer:
                     J = self.loss(x, y)
                     J.backward()
                     loss_value = float(J.data)
-                    if record:
-                        self._record(writer, step, loss_value)
+                    grad_norm = self._record(writer, step, loss_value) if record else None
 
                     if not np.isfinite(loss_value):
                         done = step + record
                         what = "nan" if np.isnan(loss_value) else "inf" if loss_value > 0 else "-inf"
                         return stop("failed", error=f"diverged at step {step}: loss is {what}")
                     try:
-                        optimizer.step()
+                        optimizer.step(grad_norm=grad_norm if share_norm else None)
                     except NonFiniteGradientError as e:
                         done = step + record
                         which = ", ".join(e.names) or "a parameter"
@@ -380,9 +383,10 @@ class Trainer:
                         writer.flush()
                 raise
 
-    def _record(self, writer, step: int, loss_value: float) -> None:
-        """Hand step ``step`` to the writer: scalars, per-parameter statistics, maybe a snapshot.
-        Runs before the optimizer step, which may clip the gradients in place."""
+    def _record(self, writer, step: int, loss_value: float) -> float:
+        """Hand step ``step`` to the writer: scalars, per-parameter statistics, maybe a snapshot;
+        return the global gradient norm. Runs before the optimizer step, which may clip the
+        gradients in place."""
         plan = self.plan
         g = self.gradients_into_flat()
         stats, grad_norm = self.stats(g)
@@ -397,6 +401,7 @@ class Trainer:
             writer.add_snapshot(step, {n: gr.reshape(self.params[n].shape)
                                        for n, gr in zip(self.names, grads, strict=True)},
                                 {n: p.data for n, p in self.params.items()})
+        return grad_norm
 
 
 def _laid_out_in_order(arrays: list, base: np.ndarray) -> bool:

@@ -164,6 +164,29 @@ def test_nonfinite_raise_names_the_parameter_and_changes_nothing():
     assert opt.step_count == 0 and opt.state_dict()["meta"]["params"]["a"]["step"] == 0
 
 
+def test_a_given_grad_norm_replaces_the_optimizers_own_pass():
+    """step(grad_norm=...) takes the caller's norm for the non-finite check and for clipping."""
+    def run(**given):
+        w = Tensor(np.array([3.0, 4.0]), requires_grad=True, name="w")
+        opt = optim.SGD([w], lr=1.0, clip_grad_norm=1.0)
+        w.grad = np.array([3.0, 4.0])  # norm 5
+        opt.step(**given)
+        return w.data.copy(), opt.last_grad_norm
+
+    own, own_norm = run()
+    given, given_norm = run(grad_norm=5.0)
+    assert own_norm == given_norm == 5.0
+    np.testing.assert_array_equal(own, given)  # 5.0 is exactly the norm the optimizer computes
+    np.testing.assert_allclose(run(grad_norm=10.0)[0], [3.0 - 0.3, 4.0 - 0.4])  # clipped by 1/10
+
+    a = Tensor(np.ones(2), requires_grad=True, name="a")
+    opt = optim.Adam([a], lr=0.1)
+    a.grad = np.array([1.0, np.nan])
+    with pytest.raises(optim.NonFiniteGradientError, match="non-finite gradient in 'a'"):
+        opt.step(grad_norm=float("nan"))
+    np.testing.assert_array_equal(a.data, [1.0, 1.0])
+
+
 def test_nonfinite_skip_does_not_advance_the_schedule():
     w = Tensor(np.zeros(1), requires_grad=True)
     opt = optim.SGD([w], lr=1.0, nonfinite="skip", schedule={"name": "exponential", "gamma": 0.5})
