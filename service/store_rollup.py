@@ -188,7 +188,8 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
 
     ``steps`` (int array) and ``values`` (float array, a column per series, NaN where not recorded
     or NaN) are the batch's rows ordered by (key, step); ``keys`` is the key column, or None.
-    Every level's blocks are aggregated from the batch with NumPy. A block that starts before the
+    The first stored level's blocks are aggregated from the batch with NumPy, the coarser levels'
+    from those (as the SQL rebuild does). A block that starts before the
     batch already has a stored row aggregating exactly the earlier rows in it; it is read, merged
     (min of mins, sum of sums, ...) and replaced. All levels then go in with one executemany.
 
@@ -197,37 +198,48 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
     is stored (nobody else wrote or truncated this job's series since).
     """
     lo = int(steps.min())
+    key = keys if keys is not None else np.zeros(len(steps), dtype=np.int64)
+    # The first stored level from the raw rows ...
+    size = block_size(LEVELS[0])
+    block = steps // size * size
+    starts = _runs(key, block)
+    ends = np.append(starts[1:], len(steps)) - 1
     valid = ~np.isnan(values)
-    zeroed = np.where(valid, values, 0.0)
-    parts = []
-    for level in LEVELS:
-        size = block_size(level)
-        block = steps // size * size
-        change = np.ones(len(steps), dtype=bool)
-        change[1:] = block[1:] != block[:-1]
-        if keys is not None:
-            change[1:] |= keys[1:] != keys[:-1]
-        starts = np.flatnonzero(change)
-        ends = np.append(starts[1:], len(steps)) - 1
-        with np.errstate(invalid="ignore"):  # an all-NaN block gives NaN, stored as NULL
-            mins = np.fmin.reduceat(values, starts, axis=0)
-            maxs = np.fmax.reduceat(values, starts, axis=0)
-            sums = np.add.reduceat(zeroed, starts, axis=0)
-        parts.append(
-            {
-                "key": keys[starts] if keys is not None else np.zeros(len(starts), dtype=np.int64),
-                "level": np.full(len(starts), level),
-                "block": block[starts],
-                "first": steps[starts],
-                "last": steps[ends],
-                "n": ends - starts + 1,
-                "min": mins,
-                "max": maxs,
-                "sum": sums,
-                "cnt": np.add.reduceat(valid, starts, axis=0, dtype=np.int64),
-            }
-        )
-    new = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    with np.errstate(invalid="ignore"):  # an all-NaN block gives NaN, stored as NULL
+        first_level = {
+            "key": key[starts],
+            "level": np.full(len(starts), LEVELS[0]),
+            "block": block[starts],
+            "first": steps[starts],
+            "last": steps[ends],
+            "n": ends - starts + 1,
+            "min": np.fmin.reduceat(values, starts, axis=0),
+            "max": np.fmax.reduceat(values, starts, axis=0),
+            "sum": np.add.reduceat(np.where(valid, values, 0.0), starts, axis=0),
+            "cnt": np.add.reduceat(valid, starts, axis=0, dtype=np.int64),
+        }
+        # ... and every coarser level from those blocks, all at once: the blocks repeated once per
+        # level, each copy grouped into that level's blocks, as the SQL rebuild groups level L - 1.
+        coarser = np.repeat(np.asarray(LEVELS[1:], dtype=np.int64), len(starts))
+        copies = len(LEVELS) - 1
+        rep = {name: np.tile(a, (copies,) + (1,) * (a.ndim - 1)) for name, a in first_level.items()}
+        sizes = ROLLUP_BASE**coarser
+        block = rep["block"] // sizes * sizes
+        starts = _runs(rep["key"] * (ROLLUP_LEVELS + 1) + coarser, block)
+        ends = np.append(starts[1:], len(block)) - 1
+        upper = {
+            "key": rep["key"][starts],
+            "level": coarser[starts],
+            "block": block[starts],
+            "first": rep["first"][starts],
+            "last": rep["last"][ends],
+            "n": np.add.reduceat(rep["n"], starts),
+            "min": np.fmin.reduceat(rep["min"], starts, axis=0),
+            "max": np.fmax.reduceat(rep["max"], starts, axis=0),
+            "sum": np.add.reduceat(rep["sum"], starts, axis=0),  # a NaN (inf - inf) sum stays NaN
+            "cnt": np.add.reduceat(rep["cnt"], starts, axis=0),
+        }
+    new = {name: np.concatenate([first_level[name], upper[name]]) for name in first_level}
     _merge_earlier_rows(conn, st, job_id, key_in, new, lo, tail or {})
     columns = [job_id] + ([new["key"]] if keys is not None else [])
     columns += [new["level"], new["block"], new["first"], new["last"], new["n"]]
@@ -235,6 +247,15 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
         columns += [new["min"][:, i], new["max"][:, i], new["sum"][:, i], new["cnt"][:, i]]
     executemany(conn, st.rollup, _rows(*columns))
     return _last_blocks(new)
+
+
+def _runs(group: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """Where each run of equal (group, block) starts, in rows ordered by (group, step)."""
+    change = np.empty(len(block), dtype=bool)
+    change[0] = True
+    np.not_equal(block[1:], block[:-1], out=change[1:])
+    change[1:] |= group[1:] != group[:-1]
+    return np.flatnonzero(change)
 
 
 def _last_blocks(new: dict) -> dict:
