@@ -191,7 +191,8 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
     The first stored level's blocks are aggregated from the batch with NumPy, the coarser levels'
     from those (as the SQL rebuild does). A block that starts before the
     batch already has a stored row aggregating exactly the earlier rows in it; it is read, merged
-    (min of mins, sum of sums, ...) and replaced. All levels then go in with one executemany.
+    (min of mins, sum of sums, ...) and replaced. All levels then go in with one executemany that
+    replaces rows with the same key.
 
     Returns the last block of every (key, level) as now stored. A writer that passes that back as
     ``tail`` with its next batch saves reading the blocks the two batches share; it must be what
@@ -245,7 +246,7 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
     columns += [new["level"], new["block"], new["first"], new["last"], new["n"]]
     for i in range(len(st.series)):
         columns += [new["min"][:, i], new["max"][:, i], new["sum"][:, i], new["cnt"][:, i]]
-    executemany(conn, st.rollup, _rows(*columns))
+    executemany(conn, st.rollup, _rows(*columns), replace=True)  # merged blocks replace their rows
     return _last_blocks(new)
 
 
@@ -270,8 +271,8 @@ def _last_blocks(new: dict) -> dict:
 
 def _merge_earlier_rows(conn, st: SeriesTable, job_id: int, key_in: dict, new: dict, lo: int,
                         tail: dict) -> None:
-    """Fold stored rows of blocks that started before the batch into ``new``, and delete them.
-    Rows found in ``tail`` (see :func:`append`) are not read again."""
+    """Fold stored rows of blocks that started before the batch into ``new`` (whose rows then
+    replace them). Rows found in ``tail`` (see :func:`append`) are not read again."""
     straddling = np.flatnonzero(new["block"] < lo)
     if not len(straddling):
         return
@@ -314,20 +315,6 @@ def _merge_earlier_rows(conn, st: SeriesTable, job_id: int, key_in: dict, new: d
         new["max"][at] = np.fmax(new["max"][at], series[..., 1])
         new["sum"][at] += series[..., 2]  # a NULL (NaN) sum stays NaN
     new["cnt"][at] += series[..., 3].astype(np.int64)
-    keys = [{"job_id": job_id, "key": int(k), "level": int(lv), "block": int(b)} for k, lv, b in old[:, :3]]
-    conn.execute(_delete_block_statement(st), keys)
-
-
-@functools.cache
-def _delete_block_statement(st: SeriesTable):
-    r = st.rollup
-    exact = [
-        r.c.job_id == bindparam("job_id"),
-        r.c.level == bindparam("level"),
-        r.c.block == bindparam("block"),
-    ]
-    exact += [r.c[k] == bindparam("key") for k in st.keys]
-    return delete(r).where(*exact)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import repeat
 
 import numpy as np
-from sqlalchemy import insert
+from sqlalchemy import bindparam, delete, insert
 from sqlalchemy.engine import Connection
 
 
@@ -30,21 +30,34 @@ def rows(*columns) -> list[tuple]:
     return list(zip(*lists, strict=False))  # repeat() columns are endless
 
 
-def executemany(conn: Connection, table, rows: list[tuple]) -> None:
-    """Insert tuples given in table column order.
+def executemany(conn: Connection, table, rows: list[tuple], *, replace: bool = False) -> None:
+    """Insert tuples given in table column order; with ``replace``, a row whose primary key is
+    already stored replaces that row.
 
     SQLite: the driver's executemany on positional rows (no per-row dicts; in-process, so one
-    call per row costs no round trip). Elsewhere SQLAlchemy's insert with its "insertmanyvalues"
-    batching, which sends many rows per statement instead of a round trip per row.
+    call per row costs no round trip), ``INSERT OR REPLACE`` for ``replace``. Elsewhere
+    SQLAlchemy's insert with its "insertmanyvalues" batching, which sends many rows per statement
+    instead of a round trip per row, after deleting the rows to replace.
     """
     if not rows:
         return
     dialect = conn.dialect
     if dialect.name != "sqlite":
-        names = [c.name for c in table.columns]
-        conn.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
+        portable_executemany(conn, table, rows, replace=replace)
         return
     quote = dialect.identifier_preparer.quote
     columns = ", ".join(quote(c.name) for c in table.columns)
     marks = ", ".join(["?"] * len(table.columns))
-    conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})", rows)
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    conn.exec_driver_sql(f"{verb} INTO {quote(table.name)} ({columns}) VALUES ({marks})", rows)
+
+
+def portable_executemany(conn: Connection, table, rows: list[tuple], *, replace: bool = False) -> None:
+    """:func:`executemany` through SQLAlchemy's insert, for any database."""
+    names = [c.name for c in table.columns]
+    dicts = [dict(zip(names, row, strict=True)) for row in rows]
+    if replace:
+        key = table.primary_key.columns
+        conn.execute(delete(table).where(*[c == bindparam(c.name) for c in key]),
+                     [{c.name: d[c.name] for c in key} for d in dicts])
+    conn.execute(insert(table), dicts)
