@@ -312,6 +312,18 @@ def test_events_of_a_finished_job_replay_from_last_event_id(app_client, seed_job
     assert [e[2]["step"] for e in latest if e[0] == "step"] == [29]  # without an id: the latest step on
 
 
+def test_a_full_replay_of_a_finished_job_puts_every_status_change_in_its_place(app_client):
+    """after=-1 replays every step and every status change; the change that ended the job comes
+    after the last step even when the steps take more than one read (1,000 steps a read)."""
+    job = app_client.post("/jobs", json=seed(1200)).json()
+    # whether the job is still running when the stream opens (then it follows it live) or not
+    events = sse_events(app_client.get(f"/jobs/{job['id']}/events", params={"after": -1}).text)
+    kinds = [(e[0], e[2].get("to_status", e[2].get("step"))) for e in events[1:]]
+    assert kinds[:2] == [("status", "queued"), ("status", "running")]
+    assert kinds[2:-2] == [("step", s) for s in range(1200)]
+    assert kinds[-2:] == [("status", "succeeded"), ("end", None)]
+
+
 def test_events_follow_a_job_from_queued_to_its_end(app_client):
     job = app_client.post("/jobs", json=seed(40)).json()
     with app_client.stream("GET", f"/jobs/{job['id']}/events", params={"after": -1}) as r:

@@ -70,7 +70,8 @@ async def events(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=30, description=(
         "Resume after this step (the id of the last step event received).")) ] = None,
     after: Annotated[int | None, Query(ge=-1, le=MAX_STEP, description=(
-        "Like Last-Event-ID, for clients that cannot set headers; -1 replays every step."))] = None,
+        "Like Last-Event-ID, for clients that cannot set headers; -1 replays every step and every "
+        "status change."))] = None,
 ):
     resume_after = _parse_last_event_id(last_event_id)
     if resume_after is None:
@@ -80,7 +81,8 @@ async def events(
     transitions = await run_in_threadpool(store.job_events, job_id)
     state = {
         "after_step": resume_after if resume_after is not None else job["steps_done"] - 2,
-        "after_event": transitions[-1]["id"] if transitions else 0,
+        # a full replay (after=-1) includes the status changes; otherwise only those from now on
+        "after_event": transitions[-1]["id"] if transitions and resume_after != -1 else 0,
     }
     first = await run_in_threadpool(job_out, store, totals, job, False)
 
@@ -105,20 +107,23 @@ async def events(
             if job is None:
                 yield sse("end", {"id": job_id, "status": "deleted"})
                 return
-            early = [c for c in changes if c["to_status"] not in ENDED]
-            late = [c for c in changes if c["to_status"] in ENDED]
+            # A change that ends the job goes after its steps; with more steps waiting than one
+            # read returns, it waits (with every change after it) for the next round.
+            more = len(points) == BATCH
+            ended = next((i for i, c in enumerate(changes) if c["to_status"] in ENDED), len(changes))
+            early, late = changes[:ended], [] if more else changes[ended:]
             for change in early:
                 yield sse("status", {**change, "steps_done": job["steps_done"]})
             for point in points:
                 yield sse("step", point, point["step"])
             for change in late:
                 yield sse("status", {**change, "steps_done": job["steps_done"]})
-            if changes:
-                state["after_event"] = changes[-1]["id"]
+            if early or late:
+                state["after_event"] = (late or early)[-1]["id"]
             if points:
                 state["after_step"] = points[-1]["step"]
                 quiet_since = time.monotonic()
-            if len(points) == BATCH:
+            if more:
                 continue  # more is waiting: read on without sleeping
             if job["status"] in ENDED:
                 if not ending and job["status"] == "cancelled":
