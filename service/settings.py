@@ -21,6 +21,7 @@ class Settings:
     large_snapshot_every: int = 100     # GRADBOOK_LARGE_SNAPSHOT_EVERY: least default for bigger models
     checkpoint_every: int = 100         # GRADBOOK_CHECKPOINT_EVERY: default when the spec gives none ...
     checkpoint_seconds: float = 10.0    # GRADBOOK_CHECKPOINT_SECONDS: ... and then at most this often
+    keep_checkpoints: int = 2           # GRADBOOK_KEEP_CHECKPOINTS: the newest ones kept per job
     flush_rows: int = 2_000             # GRADBOOK_FLUSH_ROWS: history rows buffered before a write
     flush_seconds: float = 0.5          # GRADBOOK_FLUSH_SECONDS: longest time a step waits to be written
     heartbeat_seconds: float = 1.0      # GRADBOOK_HEARTBEAT_SECONDS

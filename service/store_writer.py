@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from . import store_rollup as rollup
 from .models import HISTORY_SERIES, STAT_SERIES, CheckpointRow, History, Job, ParamStat, StepArray
+from .settings import settings
 from .store_arrays import encode_array
 from .store_sql import executemany, rows
 
@@ -76,7 +77,9 @@ def _array_rows(job_id: int, step: int, kind: str, arrays: dict) -> list[tuple]:
 
 
 def write_checkpoint(conn: Connection, job_id: int, checkpoint: Checkpoint) -> None:
-    """Store ``checkpoint``, replacing one at the same step."""
+    """Store ``checkpoint``, replacing one at the same step, and drop the job's checkpoints older
+    than the newest GRADBOOK_KEEP_CHECKPOINTS (a resume needs only the newest; each holds the
+    parameters and the optimizer state, so keeping all would grow the database without bound)."""
     if not isinstance(checkpoint, Checkpoint):
         raise ValueError(f"checkpoint: expected a Checkpoint, got {type(checkpoint).__name__}")
     step = _step_number(checkpoint.step, "checkpoint.step")
@@ -90,6 +93,15 @@ def write_checkpoint(conn: Connection, job_id: int, checkpoint: Checkpoint) -> N
     conn.execute(delete(c).where(c.job_id == job_id, c.step == step))
     conn.execute(insert(c), [dict(job_id=job_id, step=step, meta=meta, created_at=_now())])
     executemany(conn, a.__table__, array_rows)
+    newest = select(c.step).where(c.job_id == job_id).order_by(c.step.desc())
+    kept = conn.execute(newest.limit(settings().keep_checkpoints)).scalars().all()
+    older = conn.execute(
+        select(c.step).where(c.job_id == job_id, c.step < kept[-1], c.step != step)
+    ).scalars().all()
+    if older:
+        conn.execute(delete(c).where(c.job_id == job_id, c.step.in_(older)))
+        # by exact (job, step, kind) keys: a range over the job's steps would scan its snapshots too
+        conn.execute(delete(a).where(a.job_id == job_id, a.step.in_(older), a.kind == "checkpoint"))
 
 
 @dataclass

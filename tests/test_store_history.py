@@ -182,6 +182,24 @@ def test_checkpoints_keep_the_latest_and_replace_same_step(store):
     assert store.last_checkpoint(store.create_job("fresh", {})) is None
 
 
+def _checkpoint_steps(store, job_id, table="checkpoints"):
+    kind = " AND kind = 'checkpoint'" if table == "step_arrays" else ""
+    with store.engine.connect() as conn:
+        sql = f"SELECT DISTINCT step FROM {table} WHERE job_id = ?{kind} ORDER BY step"
+        return conn.exec_driver_sql(sql, (job_id,)).scalars().all()
+
+
+def test_only_the_newest_checkpoints_are_kept(store, monkeypatch):
+    job_id = _run(store, range(40), checkpoints=(9, 19, 29, 39))
+    assert _checkpoint_steps(store, job_id) == [29, 39]  # GRADBOOK_KEEP_CHECKPOINTS defaults to 2
+    assert _checkpoint_steps(store, job_id, "step_arrays") == [29, 39]
+    assert store.snapshot_steps(job_id) == list(range(40))  # snapshots are not checkpoints
+    monkeypatch.setenv("GRADBOOK_KEEP_CHECKPOINTS", "1")
+    store.save_checkpoint(job_id, Checkpoint(45, {"w1": np.zeros(2)}, {}))
+    store.save_checkpoint(job_id, Checkpoint(20, {"w1": np.ones(2)}, {}))  # the one being written stays
+    assert _checkpoint_steps(store, job_id) == [20, 45] and store.last_checkpoint(job_id).step == 45
+
+
 def _exact(points):
     """Points with bucket means rounded: a mean's last bits depend on how the steps were batched
     (summation order); raw values, min, max, last and counts must match exactly."""
