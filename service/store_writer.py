@@ -213,9 +213,9 @@ class HistoryWriter:
                 last_loss = batch.scalars[-1][0]
                 progress["steps_done"] = batch.steps[-1] + 1
                 progress["last_loss"] = last_loss if math.isfinite(last_loss) else None
-            conn.execute(update(job).where(job.c.id == self.job_id).values(**progress))
             status, steps_done = conn.execute(
-                select(job.c.status, job.c.steps_done).where(job.c.id == self.job_id)
+                update(job).where(job.c.id == self.job_id).values(**progress)
+                .returning(job.c.status, job.c.steps_done)
             ).one()
         self._tails = (steps_done, tails)  # committed: the rollups' last blocks are these
         return status
