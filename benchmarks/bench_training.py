@@ -4,9 +4,12 @@ SQLite through the real store) against recording off, on a ~100k-parameter MLP.
 
     python benchmarks/bench_training.py [--rounds 24] [--chunk 250]
 
-Three trainers of the same spec advance in turns of ``--chunk`` steps (0.5 s, the store's flush
-interval) in one process: recording off; statistics computed every step but handed to a writer
-that drops them (what the in-memory book-keeping costs); everything written to SQLite. Each round
+Three trainers of the same spec advance in turns of ``--chunk`` steps (~0.5 s) in one process:
+recording off; statistics computed every step but handed to a writer that drops them (what the
+in-memory book-keeping costs); everything written to SQLite. The store flushes every ``--chunk``
+steps here (GRADBOOK_FLUSH_ROWS), as often as its default 0.5 s does at this model's speed, so a
+turn ends just after a flush and a real run's flush cadence is kept (with a flush every 0.5 s on
+top, turns ending mid-batch flushed twice as often, which showed as 2-3% more cost). Each round
 runs the three in another order, so a drift in machine speed favours none, and noise on the shared
 machine hits the runs of a round alike. Printed per arm: the median over rounds of its time over
 the "off" time (robust to a noisy spell, which spoils a round, not the summary) and the ratio of the
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import tempfile
 import time
@@ -116,14 +120,16 @@ def stats_only(doc, repeats: int = 200) -> tuple[float, float]:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=24, help="turns of each trainer")
-    ap.add_argument("--chunk", type=int, default=250, help="steps per turn")
+    ap.add_argument("--chunk", type=int, default=250, help="steps per turn and per flush")
     ap.add_argument("--batch", type=int, default=128)
     args = ap.parse_args()
+    os.environ["GRADBOOK_FLUSH_ROWS"] = str(args.chunk)  # read by the trainer at each run
+    os.environ["GRADBOOK_FLUSH_SECONDS"] = "1e9"
     steps = args.rounds * args.chunk
     doc = spec(steps, args.batch)
     plan = make_plan(parse_spec(doc))
     print(f"MLP {plan.sizes}: {plan.n_params:,} parameters, batch {plan.batch_size}, Adam, {steps} steps "
-          f"per trainer in turns of {args.chunk}; snapshots every {plan.snapshot_every} steps, "
+          f"per trainer in turns of {args.chunk}, a flush each; snapshots every {plan.snapshot_every} steps, "
           f"checkpoints every {plan.checkpoint_every} steps but at most every {plan.checkpoint_seconds:g} s "
           "(the defaults), one at the end")
     arms = {"recording off": None, "statistics, not stored": NullWriter(), "everything stored": None}
@@ -139,8 +145,8 @@ def main():
             for name in orders[i % len(orders)]:
                 times[name].append(runners[name].advance(args.chunk))
         parts: dict = {}
-        timed = Runner(spec(4 * args.chunk, args.batch), store, parts)
-        timed_seconds = sum(timed.advance(args.chunk) for _ in range(4))
+        timed = Runner(spec(2 * args.chunk, args.batch), store, parts)
+        timed_seconds = sum(timed.advance(args.chunk) for _ in range(2))
         store.close()
     per_stat, n = stats_only(doc)
     off = times["recording off"]
@@ -148,7 +154,7 @@ def main():
         ratios = [t / base for t, base in zip(runs, off, strict=True)]
         print(f"{name:24} {sum(runs) / steps * 1e3:6.3f} ms/step; vs off: {statistics.median(ratios):.3f} "
               f"median of rounds, {sum(runs) / sum(off):.3f} of the totals")
-    per_step = 4 * args.chunk
+    per_step = 2 * args.chunk
     print(f"one more stored run, {timed_seconds / per_step * 1e3:.3f} ms/step, spent per step in:")
     for key, seconds in parts.items():
         print(f"  {key:20} {seconds / per_step * 1e3:7.3f} ms")

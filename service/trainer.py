@@ -328,7 +328,7 @@ class Trainer:
             return status in (None, "running")
 
         def stop(status: str, error: str | None = None, reason: str | None = None) -> Outcome:
-            if record:
+            if record and writer.pending:  # right after a flush there is nothing left to write
                 flush()
             return Outcome(status, done, error=error, reason=reason)
 
