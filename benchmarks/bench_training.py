@@ -4,13 +4,15 @@ SQLite through the real store) against recording off, on a ~100k-parameter MLP.
 
     python benchmarks/bench_training.py [--rounds 24] [--chunk 250]
 
-Three trainers of the same spec advance in turns of ``--chunk`` steps (~0.5 s) in one process:
-recording off; statistics computed every step but handed to a writer that drops them (what the
-in-memory book-keeping costs); everything written to SQLite. The store flushes every ``--chunk``
-steps here (GRADBOOK_FLUSH_ROWS), as often as its default 0.5 s does at this model's speed, so a
-turn ends just after a flush and a real run's flush cadence is kept (with a flush every 0.5 s on
-top, turns ending mid-batch flushed twice as often, which showed as 2-3% more cost). Each round
-runs the three in another order, so a drift in machine speed favours none, and noise on the shared
+Four trainers of the same spec advance in turns of ``--chunk`` steps (~0.5 s) in one process:
+recording off; recording off again (the control: its ratio to the first shows how far this
+machine's noise alone moves a ratio); statistics computed every step but handed to a writer that
+drops them (what the in-memory book-keeping costs); everything written to SQLite. The store
+flushes every ``--chunk`` steps here (GRADBOOK_FLUSH_ROWS), as often as its default 0.5 s does at
+this model's speed, so a turn ends just after a flush and a real run's flush cadence is kept (with
+a flush every 0.5 s on top, turns ending mid-batch flushed twice as often, which showed as 2-3%
+more cost). Each round
+runs the four in another order, so a drift in machine speed favours none, and noise on the shared
 machine hits the runs of a round alike. Printed per arm: the median over rounds of its time over
 the "off" time (robust to a noisy spell, which spoils a round, not the summary) and the ratio of the
 summed times. Target: at most 1.10 for everything written.
@@ -132,7 +134,8 @@ def main():
           f"per trainer in turns of {args.chunk}, a flush each; snapshots every {plan.snapshot_every} steps, "
           f"checkpoints every {plan.checkpoint_every} steps but at most every {plan.checkpoint_seconds:g} s "
           "(the defaults), one at the end")
-    arms = {"recording off": None, "statistics, not stored": NullWriter(), "everything stored": None}
+    arms = {"recording off": None, "off again (control)": None, "statistics, not stored": NullWriter(),
+            "everything stored": None}
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(url=f"sqlite:///{Path(tmp) / 'bench.db'}")
         arms["everything stored"] = store
