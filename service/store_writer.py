@@ -95,13 +95,13 @@ def write_checkpoint(conn: Connection, job_id: int, checkpoint: Checkpoint) -> N
     executemany(conn, a.__table__, array_rows)
     newest = select(c.step).where(c.job_id == job_id).order_by(c.step.desc())
     kept = conn.execute(newest.limit(settings().keep_checkpoints)).scalars().all()
-    older = conn.execute(
-        select(c.step).where(c.job_id == job_id, c.step < kept[-1], c.step != step)
-    ).scalars().all()
-    if older:
-        conn.execute(delete(c).where(c.job_id == job_id, c.step.in_(older)))
-        # by exact (job, step, kind) keys: a range over the job's steps would scan its snapshots too
-        conn.execute(delete(a).where(a.job_id == job_id, a.step.in_(older), a.kind == "checkpoint"))
+    older = [c.job_id == job_id, c.step < kept[-1], c.step != step]
+    # Arrays by exact (job, step, kind) keys, from a subquery (a job written before pruning may hold
+    # more old checkpoints than a statement takes parameters); a range over the job's steps would
+    # scan its snapshots too.
+    conn.execute(delete(a).where(a.job_id == job_id, a.kind == "checkpoint",
+                                 a.step.in_(select(c.step).where(*older))))
+    conn.execute(delete(c).where(*older))
 
 
 @dataclass
@@ -132,6 +132,12 @@ class HistoryWriter:
     def pending(self) -> int:
         """Number of buffered steps not yet handed to a flush."""
         return len(self._steps)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing buffered: no steps and no snapshot arrays (add_step may have flushed the steps
+        on its own before the step's snapshot came)."""
+        return not self._steps and not self._arrays
 
     def add_step(self, step, loss, lr, grad_norm, param_stats, val_loss=None, val_accuracy=None) -> None:
         """Buffer one step. ``param_stats``: shape (P, 6), rows in ``param_names`` order, columns
@@ -213,10 +219,14 @@ class HistoryWriter:
                 last_loss = batch.scalars[-1][0]
                 progress["steps_done"] = batch.steps[-1] + 1
                 progress["last_loss"] = last_loss if math.isfinite(last_loss) else None
-            status, steps_done = conn.execute(
-                update(job).where(job.c.id == self.job_id).values(**progress)
-                .returning(job.c.status, job.c.steps_done)
-            ).one()
+            progressed = update(job).where(job.c.id == self.job_id).values(**progress)
+            if conn.dialect.update_returning:
+                row = conn.execute(progressed.returning(job.c.status, job.c.steps_done)).one()
+            else:  # SQLite before 3.35
+                conn.execute(progressed)
+                current = select(job.c.status, job.c.steps_done).where(job.c.id == self.job_id)
+                row = conn.execute(current).one()
+            status, steps_done = row
         self._tails = (steps_done, tails)  # committed: the rollups' last blocks are these
         return status
 

@@ -313,7 +313,9 @@ class Trainer:
         options = optimizer.options
         # The recorder's global norm spares the optimizer its own pass over the gradients, unless it
         # clips: then the norm it computes itself decides the clipping, in every run alike.
-        share_norm = options["clip_grad_norm"] is None and options["clip_grad_value"] is None
+        # (Only through the base class's step(): a plug-in may override it without the keyword.)
+        share_norm = (options["clip_grad_norm"] is None and options["clip_grad_value"] is None
+                      and type(optimizer).step is optim.Optimizer.step)
         last_flush = last_tick = last_checkpoint = time.monotonic()
         loss_value: float | None = None
         done = start  # steps recorded (and updates made) so far
@@ -328,7 +330,7 @@ class Trainer:
             return status in (None, "running")
 
         def stop(status: str, error: str | None = None, reason: str | None = None) -> Outcome:
-            if record and writer.pending:  # right after a flush there is nothing left to write
+            if record and not writer.empty:  # right after a flush there is nothing left to write
                 flush()
             return Outcome(status, done, error=error, reason=reason)
 
@@ -359,7 +361,10 @@ class Trainer:
                         what = "nan" if np.isnan(loss_value) else "inf" if loss_value > 0 else "-inf"
                         return stop("failed", error=f"diverged at step {step}: loss is {what}")
                     try:
-                        optimizer.step(grad_norm=grad_norm if share_norm else None)
+                        if share_norm:
+                            optimizer.step(grad_norm=grad_norm)
+                        else:
+                            optimizer.step()
                     except NonFiniteGradientError as e:
                         done = step + record
                         which = ", ".join(e.names) or "a parameter"

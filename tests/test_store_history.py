@@ -330,3 +330,31 @@ def test_result_cache_computes_once_for_simultaneous_misses():
         cache.get_or_compute(i, lambda: [])
     cache.get_or_compute("k", compute)  # evicted by the five newer keys: computed again
     assert len(calls) == 2
+
+
+def test_pruning_many_old_checkpoints_needs_no_parameter_per_checkpoint(store):
+    """A job written before pruning existed may hold thousands of checkpoints; the first prune must
+    not bind one SQL parameter per checkpoint (SQLite caps a statement's parameters)."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    job_id = _run(store, range(3))
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < 1999) "
+            "INSERT INTO checkpoints (job_id, step, meta, created_at) SELECT ?, i, '{}', '2026-01-01' FROM s",
+            (job_id,))
+    store.engine.dispose()  # new connections get the lowered limit below
+    event.listen(store.engine, "connect",
+                 lambda dbapi, _: dbapi.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100))
+    store.save_checkpoint(job_id, Checkpoint(5000, {"w1": np.zeros(2)}, {}))
+    assert _checkpoint_steps(store, job_id) == [1999, 5000]
+
+
+def test_flush_reads_the_job_status_without_returning_on_old_sqlite(store, monkeypatch):
+    """UPDATE ... RETURNING needs SQLite 3.35; older ones get an UPDATE and a SELECT."""
+    monkeypatch.setattr(store.engine.dialect, "update_returning", False)
+    job_id = _run(store, range(12))
+    assert store.get_job(job_id)["steps_done"] == 12
+    assert [p["step"] for p in store.history(job_id)] == list(range(12))

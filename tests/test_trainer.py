@@ -338,3 +338,40 @@ def test_float32_jobs_train_in_float32(store):
     snap = store.step(job_id, 0)
     assert all(a.dtype == np.float32 for a in snap["gradients"].values())
     assert all(a.dtype == np.float32 for a in snap["params"].values())
+
+
+# --- review fixes: nothing lost when stopping, plug-ins with their own step() ------------------------------
+
+
+def test_a_snapshot_buffered_after_an_automatic_flush_is_written_when_the_job_stops(store, monkeypatch):
+    """add_step flushes by itself every AUTOFLUSH_STEPS steps, before that step's snapshot is
+    buffered: a stop right then has no steps pending but still a snapshot to write."""
+    from service import store_writer
+
+    monkeypatch.setattr(store_writer, "AUTOFLUSH_STEPS", 5)
+    monkeypatch.setenv("GRADBOOK_FLUSH_ROWS", "100000")
+    monkeypatch.setenv("GRADBOOK_FLUSH_SECONDS", "1000")
+    calls = iter(range(100))
+    job_id, outcome = train(store, presets.get("seed"), should_stop=lambda: next(calls) >= 5)
+    assert outcome.status == "cancelled" and outcome.steps_done == 5
+    assert [r["step"] for r in rows(store, job_id)] == list(range(5))
+    assert store.snapshot_steps(job_id) == list(range(5))
+
+
+def test_a_plugin_optimizer_that_overrides_step_without_grad_norm_still_trains(store):
+    import optim
+
+    @optim.register("plain_sgd_test")
+    class PlainSGD(optim.SGD):
+        def step(self, closure=None):  # the signature third-party code may well have
+            return super().step(closure)
+
+    try:
+        doc = presets.get("seed")
+        doc["optimizer"] = {"name": "plain_sgd_test", "lr": 0.1}
+        doc["steps"] = 3
+        job_id, outcome = train(store, doc)
+        assert outcome.status == "succeeded"
+        assert rows(store, job_id)[0]["loss"] == 2.0
+    finally:
+        optim.unregister("plain_sgd_test")
