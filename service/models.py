@@ -101,6 +101,7 @@ class JobEvent(Base):
     to_status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     owner: Mapped[str | None] = mapped_column(String(300))
+    steps_done: Mapped[int | None] = mapped_column(Integer)  # the job's at the change (NULL before 0003)
 
 
 class History(Base):

@@ -160,7 +160,7 @@ class Store:
             raise JobNotFound(job_id)
         return row
 
-    def _event(self, conn, job_id, from_status, to_status, reason, owner=None) -> None:
+    def _event(self, conn, job_id, from_status, to_status, reason, owner=None, steps_done=0) -> None:
         conn.execute(
             insert(JobEvent),
             [
@@ -171,6 +171,7 @@ class Store:
                     to_status=to_status,
                     reason=reason,
                     owner=owner,
+                    steps_done=steps_done,
                 )
             ],
         )
@@ -275,6 +276,7 @@ class Store:
                 "to_status": r.to_status,
                 "reason": r.reason,
                 "owner": r.owner,
+                "steps_done": r.steps_done,
             }
             for r in rows
         ]
@@ -338,7 +340,8 @@ class Store:
         if error is not None:
             values["error"] = error
         conn.execute(update(Job).where(Job.id == job.id).values(**values))
-        self._event(conn, job.id, job.status, to_status, reason, owner if to_status == "running" else None)
+        self._event(conn, job.id, job.status, to_status, reason, owner if to_status == "running" else None,
+                    job.steps_done)
 
     def claim_next(self, owner: str | None = None, reason: str = "picked up by a worker") -> int | None:
         """Atomically move the oldest queued job to running; its id, or None when none is queued."""

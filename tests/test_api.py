@@ -11,6 +11,7 @@ import json
 import math
 import time
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -322,6 +323,33 @@ def test_a_full_replay_of_a_finished_job_puts_every_status_change_in_its_place(a
     assert kinds[:2] == [("status", "queued"), ("status", "running")]
     assert kinds[2:-2] == [("step", s) for s in range(1200)]
     assert kinds[-2:] == [("status", "succeeded"), ("end", None)]
+
+
+def test_a_full_replay_puts_each_status_change_after_the_steps_recorded_before_it(app_client, store):
+    """A job interrupted at step 1,500 and resumed: its replay sends interrupted, queued and running
+    between steps 1,499 and 1,500, and succeeded after the last step (3,000 steps: three reads)."""
+    job = store.create_job("resumed", {"kind": "test"})
+    stats = np.zeros((1, 6))
+
+    def write(steps):
+        w = store.writer(job, ["w1"])
+        for s in steps:
+            w.add_step(s, 1.0, 0.1, 1.0, stats)
+        w.flush()
+
+    store.transition(job, "running", reason="test", owner="1@test")
+    write(range(1500))
+    for status in ("interrupted", "queued", "running"):
+        store.transition(job, status, reason="test", owner="1@test")
+    write(range(1500, 3000))
+    store.transition(job, "succeeded", reason="test")
+    events = sse_events(app_client.get(f"/jobs/{job}/events", params={"after": -1}).text)
+    order = [e[2]["to_status"] if e[0] == "status" else e[2].get("step", e[0]) for e in events[1:]]
+    assert order[:2] == ["queued", "running"] and order[-2:] == ["succeeded", "end"]
+    middle = order[2:-2]
+    assert middle == list(range(1500)) + ["interrupted", "queued", "running"] + list(range(1500, 3000))
+    resumed = [e[2] for e in events if e[0] == "status" and e[2].get("to_status") == "interrupted"]
+    assert resumed[0]["steps_done"] == 1500
 
 
 def test_events_follow_a_job_from_queued_to_its_end(app_client):

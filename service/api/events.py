@@ -59,6 +59,13 @@ def _parse_last_event_id(value: str | None) -> int | None:
     return step
 
 
+def _change(change: dict, job: dict) -> dict:
+    """A status event: the change, with the job's steps_done at the change (now, for changes
+    recorded before gradbook stored it)."""
+    done = change["steps_done"]
+    return {**change, "steps_done": job["steps_done"] if done is None else done}
+
+
 @router.get(
     "/{job_id}/events", response_class=StreamingResponse, summary="Live events of a job (SSE)",
     responses={**NOT_FOUND, **INVALID, 200: {
@@ -97,6 +104,8 @@ async def events(
             points = store.history(job_id, start=lo, end=min(lo + BATCH - 1, MAX_STEP), max_points=BATCH)
         return job, changes, points
 
+    held: list[dict] = []  # status changes read but not sent yet
+
     async def stream():
         yield b"retry: 1000\n\n"
         yield sse("status", first)
@@ -107,19 +116,18 @@ async def events(
             if job is None:
                 yield sse("end", {"id": job_id, "status": "deleted"})
                 return
-            # A change that ends the job goes after its steps; with more steps waiting than one
-            # read returns, it waits (with every change after it) for the next round.
+            # Each change goes out once the steps recorded before it have (its steps_done), in
+            # the order the changes happened; once the stream has caught up, all of them.
+            held.extend(changes)
+            if changes:
+                state["after_event"] = changes[-1]["id"]
             more = len(points) == BATCH
-            ended = next((i for i, c in enumerate(changes) if c["to_status"] in ENDED), len(changes))
-            early, late = changes[:ended], [] if more else changes[ended:]
-            for change in early:
-                yield sse("status", {**change, "steps_done": job["steps_done"]})
             for point in points:
+                while held and held[0]["steps_done"] is not None and held[0]["steps_done"] <= point["step"]:
+                    yield sse("status", _change(held.pop(0), job))
                 yield sse("step", point, point["step"])
-            for change in late:
-                yield sse("status", {**change, "steps_done": job["steps_done"]})
-            if early or late:
-                state["after_event"] = (late or early)[-1]["id"]
+            while held and not more:
+                yield sse("status", _change(held.pop(0), job))
             if points:
                 state["after_step"] = points[-1]["step"]
                 quiet_since = time.monotonic()

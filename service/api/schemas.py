@@ -38,6 +38,8 @@ class Transition(BaseModel):
     to_status: Status
     reason: str | None = None
     owner: str | None = Field(None, description="pid@host of the process that took the job, when it started.")
+    steps_done: int | None = Field(None, description="Steps the job had done at the change (null for "
+                                   "changes recorded before gradbook stored it).")
 
 
 class TransitionList(BaseModel):
