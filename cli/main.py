@@ -316,12 +316,7 @@ def jobs(
     with usage_errors():
         store = open_store(database_url)
         rows = [view_of(j) for j in store.list_jobs(status=status, limit=limit, offset=offset)]
-    if as_json:
-        render.print_json(rows)
-        return
-    table = [{"id": r["id"], "name": r["name"], "status": r["status"], "steps": r["steps_done"],
-              "last_loss": r["last_loss"], "created": (r["created_at"] or "")[:19]} for r in rows]
-    typer.echo(render.to_table(table, first=("id",)) if table else "no jobs")
+    render.show_jobs(rows, as_json)
 
 
 @app.command()

@@ -105,6 +105,16 @@ def print_json(value) -> None:
     sys.stdout.write(dumps(value) + "\n")
 
 
+def show_jobs(rows: list[dict], as_json: bool) -> None:
+    """Jobs as `gradbook jobs` prints them: a table, or the JSON list."""
+    if as_json:
+        print_json(rows)
+        return
+    table = [{"id": r["id"], "name": r["name"], "status": r["status"], "steps": r["steps_done"],
+              "last_loss": r["last_loss"], "created": (r["created_at"] or "")[:19]} for r in rows]
+    typer.echo(to_table(table, first=("id",)) if table else "no jobs")
+
+
 def show_job(view: dict, as_json: bool) -> None:
     """A job as `gradbook show` prints it: one field a line, or the JSON document."""
     if as_json:

@@ -206,12 +206,7 @@ def remote_jobs(url: str, token: str | None = None, *, status: str | None = None
                 offset: int = 0, as_json: bool = False) -> None:
     page = call(client(url, token).jobs, status=status, limit=limit, offset=offset)
     rows = page["jobs"]
-    if as_json:
-        render.print_json(rows)
-        return
-    table = [{"id": r["id"], "name": r["name"], "status": r["status"], "steps": r["steps_done"],
-              "last_loss": r["last_loss"], "created": (r["created_at"] or "")[:19]} for r in rows]
-    typer.echo(render.to_table(table, first=("id",)) if table else "no jobs")
+    render.show_jobs(rows, as_json)
 
 
 def remote_show(url: str, job_id: int, token: str | None = None, *, as_json: bool = False) -> None:
