@@ -114,6 +114,55 @@ def test_revision_0002_drops_rollup_level_1_and_its_downgrade_recomputes_it(tmp_
         engine.dispose()
 
 
+def _step_arrays_ddl(engine) -> str:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'step_arrays'").scalar()
+
+
+def test_revision_0004_moves_step_arrays_to_a_rowid_table_and_back_keeping_every_array(tmp_path):
+    """Snapshots are blobs of up to megabytes: from 0004 on they live in an ordinary (rowid) table
+    keyed by (job_id, step, kind, name); downgrading restores 0001's WITHOUT ROWID table. The arrays
+    survive both ways bit for bit."""
+    url = f"sqlite:///{tmp_path / 'arrays.db'}"
+    store = Store(url)
+    job = store.create_job("x", {})
+    w = store.writer(job, ["w", "b"])
+    grads = {"w": np.arange(6.0).reshape(2, 3) - 2.5, "b": np.array([np.nan, np.inf], dtype=np.float32)}
+    params = {"w": np.full((2, 3), 0.25), "b": np.array([1.0, -1.0], dtype=np.float32)}
+    w.add_step(0, 1.0, 0.1, 1.0, np.zeros((2, 6)))
+    w.add_snapshot(0, grads, params)
+    w.flush()
+    store.close()
+
+    def check(ddl_has_rowid: bool) -> None:
+        engine = db.make_engine(url)
+        try:
+            ddl = _step_arrays_ddl(engine)
+            assert ("WITHOUT ROWID" not in ddl) == ddl_has_rowid
+            assert "PRIMARY KEY (job_id, step, kind, name)" in ddl
+        finally:
+            engine.dispose()
+
+    check(ddl_has_rowid=True)
+    engine = db.make_engine(url)
+    try:
+        _downgrade(engine, url, "0003")
+    finally:
+        engine.dispose()
+    check(ddl_has_rowid=False)
+    assert db.upgrade(url) == db.head_revision()
+    check(ddl_has_rowid=True)
+    store = Store(url)
+    try:
+        stored = store.step(job, 0)
+    finally:
+        store.close()
+    for name in grads:
+        np.testing.assert_array_equal(stored["gradients"][name], grads[name])
+        assert stored["gradients"][name].dtype == grads[name].dtype
+        np.testing.assert_array_equal(stored["params"][name], params[name])
+
+
 def test_processes_racing_to_migrate_a_fresh_database(tmp_path):
     url = f"sqlite:///{tmp_path / 'race.db'}"
     code = "import sys; from service.db import upgrade; print(upgrade(sys.argv[1]))"
