@@ -445,7 +445,7 @@ class Store:
             raise ValueError(f"from_step: expected a non-negative integer, got {from_step!r}")
         with self.engine.begin() as conn:
             job = self._job_row(conn, job_id, for_update=True)
-            n_params = 0 if job.param_names is None else len(json.loads(job.param_names))
+            n_params = len(_names(job))
             self._delete_steps(conn, job_id, n_params, from_step)
             conn.execute(
                 delete(CheckpointRow).where(CheckpointRow.job_id == job_id, CheckpointRow.step > from_step)
@@ -494,7 +494,7 @@ class Store:
                 f"job {job_id} is {job.status}; only finished jobs ({', '.join(sorted(TERMINAL))}) can be "
                 "deleted - cancel it first"
             )
-        n_params = 0 if job.param_names is None else len(json.loads(job.param_names))
+        n_params = len(_names(job))
         span = max(1_000, DELETE_CHUNK_ROWS // (1 + n_params))
         hi = top if top is not None else -1
         while hi >= 0:
@@ -554,14 +554,8 @@ class Store:
         self, job_id: int, start: int | None = None, end: int | None = None, max_points: int = 1000
     ) -> query.Points:
         """:meth:`history` as rows (shared with other callers through the cache: read only)."""
-        query.check_range(start, end, max_points)
-        with self._reader.begin() as conn:
-            job = self._job_row(conn, job_id)
-            return self._cached(
-                job,
-                ("history", start, end, max_points),
-                lambda: query.history(conn, job_id, start, end, max_points),
-            )
+        return self._range_points(job_id, start, end, max_points, lambda conn, job: (
+            ("history",), lambda: query.history(conn, job_id, start, end, max_points)))
 
     def gradients_points(
         self,
@@ -572,18 +566,23 @@ class Store:
         max_points: int = 1000,
     ) -> query.Points:
         """:meth:`gradients` as rows (shared with other callers through the cache: read only)."""
-        query.check_range(start, end, max_points)
-        with self._reader.begin() as conn:
-            job = self._job_row(conn, job_id)
-            names = [] if job.param_names is None else json.loads(job.param_names)
+        def request(conn, job):
+            names = _names(job)
             if param not in names:
                 raise UnknownParam(job_id, param, names)
             index = names.index(param)
-            return self._cached(
-                job,
-                ("gradients", index, start, end, max_points),
-                lambda: query.gradients(conn, job_id, index, start, end, max_points),
-            )
+            return ("gradients", index), lambda: query.gradients(conn, job_id, index, start, end, max_points)
+
+        return self._range_points(job_id, start, end, max_points, request)
+
+    def _range_points(self, job_id: int, start, end, max_points: int, request) -> query.Points:
+        """A range query in one read transaction, cached per job version: ``request(conn, job)``
+        gives the query's cache-key prefix and the function computing it."""
+        query.check_range(start, end, max_points)
+        with self._reader.begin() as conn:
+            job = self._job_row(conn, job_id)
+            what, compute = request(conn, job)
+            return self._cached(job, (*what, start, end, max_points), compute)
 
     def _cached(self, job, request: tuple, compute) -> query.Points:
         """Range results are cached per job version: every change to a job's history (flush,
@@ -593,8 +592,7 @@ class Store:
         return self._results.get_or_compute(key, compute)
 
     def _param_names(self, conn: Connection, job_id: int) -> list[str]:
-        job = self._job_row(conn, job_id)
-        return [] if job.param_names is None else json.loads(job.param_names)
+        return _names(self._job_row(conn, job_id))
 
     def step(self, job_id: int, step: int) -> dict | None:
         """Everything recorded at ``step``: scalars, ``stats`` per parameter, and ``gradients`` and
@@ -690,3 +688,8 @@ class Store:
         )
         with self._reader.begin() as conn:
             return [self._dataset_dict(r, False) for r in conn.execute(q)]
+
+
+def _names(job) -> list[str]:
+    """A job row's parameter names (index i names param_stats.param i); [] before they are set."""
+    return [] if job.param_names is None else json.loads(job.param_names)
