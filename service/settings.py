@@ -25,6 +25,8 @@ class Settings:
     flush_rows: int = 2_000             # GRADBOOK_FLUSH_ROWS: history rows buffered before a write
     flush_seconds: float = 0.5          # GRADBOOK_FLUSH_SECONDS: longest time a step waits to be written
     heartbeat_seconds: float = 1.0      # GRADBOOK_HEARTBEAT_SECONDS
+    writer_process_after: float = 5.0   # GRADBOOK_WRITER_PROCESS_AFTER: a job's history is written by a
+                                        # process of its own once the job has run this long (inf: never)
     verify_max_params: int = 20_000     # GRADBOOK_VERIFY_MAX_PARAMS: bumping costs 2 forwards per parameter
     graph_max_values: int = 200_000     # GRADBOOK_GRAPH_MAX_VALUES: entries over all nodes of a shown graph
 

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, make_url, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -138,6 +138,11 @@ class Store:
         if migrate:
             upgrade(self.url, engine=self.engine)
         self._checkpointer = WalCheckpointer(self.engine) if background else None
+
+    @property
+    def shareable(self) -> bool:
+        """Whether another process can open this database (not an in-memory SQLite one)."""
+        return make_url(self.url).get_backend_name() != "sqlite" or is_file_sqlite(self.url)
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -402,13 +407,21 @@ class Store:
 
     # -- writing history ----------------------------------------------------------------------
 
-    def writer(self, job_id: int, param_names: list[str]) -> HistoryWriter:
-        """A buffered writer for the job's steps; sets the job's param_names if it has none."""
+    def writer(self, job_id: int, param_names: list[str], *,
+               background_after: float | None = None) -> HistoryWriter:
+        """A buffered writer for the job's steps; sets the job's param_names if it has none.
+
+        ``background_after`` (seconds): from then on a writer process writes the batches (see
+        service.writer_process), on a database another process can open; call the writer's close()
+        at the end. It writes only while the job runs under the owner it has now."""
         names = _check_names(param_names)
         with self.engine.begin() as conn:
-            self._set_param_names(conn, self._job_row(conn, job_id, for_update=True), names)
+            job = self._job_row(conn, job_id, for_update=True)
+            self._set_param_names(conn, job, names)
             last = max_step(conn, job_id)
-        return HistoryWriter(self, job_id, names, last)
+        if background_after is None or not self.shareable:
+            return HistoryWriter(self, job_id, names, last)
+        return HistoryWriter(self, job_id, names, last, owner=job.owner, background_after=background_after)
 
     def last_checkpoint(self, job_id: int) -> Checkpoint | None:
         c, a = CheckpointRow, StepArray

@@ -3,12 +3,16 @@
 The training loop adds steps and snapshots to a :class:`HistoryWriter` and flushes every so often;
 each flush is one write transaction: ``executemany`` of the buffered rows, the optional checkpoint,
 the rollup blocks the batch touched, and the job's progress (steps_done, last_loss, heartbeat).
+A writer made with ``background_after`` hands its batches to a writer process once it has been
+open that long (see service.writer_process), so a long run stops waiting on the database.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -18,16 +22,23 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from . import store_rollup as rollup
+from .db import reader
 from .models import HISTORY_SERIES, STAT_SERIES, CheckpointRow, History, Job, ParamStat, StepArray
 from .settings import settings
 from .store_arrays import encode_array
 from .store_sql import executemany, rows
+from .writer_process import WriterProcess, WriterProcessError
 
 if TYPE_CHECKING:
     from .store import Store
 
+log = logging.getLogger("gradbook.store")
+
 # Beyond this many buffered steps the writer flushes by itself, to bound memory.
 AUTOFLUSH_STEPS = 50_000
+# Where a writer with an owner still writes (see HistoryWriter): running, or cancelled while its
+# last batch was on the way.
+WRITABLE_STATUSES = ("running", "cancelled")
 
 
 @dataclass
@@ -113,12 +124,33 @@ class _Batch:
     stats: np.ndarray
     arrays: list[tuple]
 
+    def then(self, later: _Batch) -> _Batch:
+        """This batch followed by ``later``."""
+        return _Batch(self.steps + later.steps, self.scalars + later.scalars,
+                      np.concatenate([self.stats, later.stats]), self.arrays + later.arrays)
+
+
+class _NotOurs(Exception):
+    """Raised inside a write transaction to roll it back: the job left its owner."""
+
 
 class HistoryWriter:
-    """Buffers steps of one job and writes them in batches. Not thread-safe; one per running job."""
+    """Buffers steps of one job and writes them in batches. Not thread-safe; one per running job.
 
-    def __init__(self, store: Store, job_id: int, param_names: list[str], last_step: int | None):
+    ``owner`` ("pid@host"): write only while the job is running (or just cancelled) under that
+    owner; otherwise a flush writes nothing and returns the job's status. A writer process needs
+    this: it may outlive the process that feeds it by one write, after a newer run took the job over.
+    ``background_after`` (seconds, None: never): from then on, batches go to a writer process; call
+    :meth:`close` at the end to wait for its last write.
+    """
+
+    def __init__(self, store: Store, job_id: int, param_names: list[str], last_step: int | None, *,
+                 owner: str | None = None, background_after: float | None = None):
         self._store = store
+        self.owner = owner
+        self._background_after = background_after
+        self._opened = time.monotonic()
+        self._process: WriterProcess | None = None
         self.job_id = job_id
         self.param_names = list(param_names)
         self._last_step = -1 if last_step is None else last_step  # steps must increase past this
@@ -177,14 +209,91 @@ class HistoryWriter:
     def flush(self, checkpoint: Checkpoint | None = None) -> str:
         """Write everything buffered (and ``checkpoint``) in one transaction.
 
-        Returns the job's status after the write, so a training loop can notice a cancellation.
+        Returns the job's status after the write, so a training loop can notice a cancellation
+        (with a writer process: after its previous write, one flush late).
         """
         batch = self._take()
         try:
-            return self._write(batch, checkpoint)
+            process = self._writer_process()
+            if process is not None:
+                try:
+                    return process.write(batch, checkpoint)
+                except WriterProcessError as e:  # written here instead, with what it had not written
+                    lost, lost_checkpoint = self._take_back(e)
+                    if lost is not None:
+                        batch = lost.then(batch)
+                    checkpoint = checkpoint or lost_checkpoint
+            return self.write(batch, checkpoint)
         except BaseException:
             self._restore(batch)  # rolled back: the rows stay buffered, as if never taken
             raise
+
+    def close(self) -> None:
+        """Wait for the writer process's last write and end it (nothing to do without one). What it
+        failed to write is written here; an error doing so propagates."""
+        process, self._process = self._process, None
+        self._background_after = None  # whatever comes after is written here
+        if process is None:
+            return
+        try:
+            process.finish()
+        except WriterProcessError as e:
+            lost, lost_checkpoint = self._take_back(e)
+            if lost is not None:
+                self._restore(lost)
+            if not self.empty or lost_checkpoint is not None:
+                self.flush(lost_checkpoint)
+
+    def _writer_process(self) -> WriterProcess | None:
+        """The writer process once it is ready; started when the writer has been open for
+        ``background_after`` seconds. Until it is ready (it takes a moment to import), and for good
+        if it cannot start, flushes write here."""
+        if self._background_after is None:
+            return None
+        if self._process is None:
+            if time.monotonic() - self._opened < self._background_after:
+                return None
+            try:
+                self._process = WriterProcess(self._store.url, self.job_id, self.param_names, self.owner)
+            except OSError as e:
+                log.warning("job %s: no writer process (%s); writing in the training process", self.job_id, e)
+                self._background_after = None
+                return None
+        try:
+            return self._process if self._process.ready() else None
+        except WriterProcessError as e:
+            self._end_process(e)
+            return None
+
+    def _take_back(self, error: WriterProcessError) -> tuple[_Batch | None, Checkpoint | None]:
+        """End the failed writer process; return what it was given and did not commit. It may have
+        committed and died before it could say so: a batch is one transaction, and the job's
+        progress (or, for a batch of arrays alone, its first array) shows whether it is in."""
+        self._end_process(error)
+        batch, checkpoint = error.batch, error.checkpoint
+        if batch is None:
+            return None, checkpoint
+        with reader(self._store.engine).begin() as conn:
+            if batch.steps:
+                job = Job.__table__
+                done = conn.execute(select(job.c.steps_done).where(job.c.id == self.job_id)).scalar_one()
+                written = batch.steps[-1] < done
+            elif batch.arrays:
+                a, key = StepArray, batch.arrays[0][:4]  # (job_id, step, kind, name)
+                first = select(a.step).where(a.job_id == key[0], a.step == key[1], a.kind == key[2],
+                                             a.name == key[3])
+                written = conn.execute(first).first() is not None
+            else:
+                written = False  # a checkpoint alone: writing it again replaces it
+        return (None, None) if written else (batch, checkpoint)
+
+    def _end_process(self, error: WriterProcessError) -> None:
+        log.warning("job %s: the writer process failed (%s); writing in the training process from now on",
+                    self.job_id, error)
+        if self._process is not None:
+            self._process.kill()
+        self._process = None
+        self._background_after = None
 
     def _take(self) -> _Batch:
         """The buffered rows as a batch (checked first: a bad count raises and keeps them buffered);
@@ -196,7 +305,7 @@ class HistoryWriter:
         return batch
 
     def _restore(self, batch: _Batch) -> None:
-        """Put a batch whose write failed back in the (empty) buffer."""
+        """Put a batch whose write failed back in front of the buffer."""
         n = len(self._steps)
         stats = np.concatenate([batch.stats, self._stats[:n]])
         self._stats = np.concatenate([stats, np.empty((max(64, len(stats)), *stats.shape[1:]))])
@@ -204,8 +313,17 @@ class HistoryWriter:
         self._scalars = batch.scalars + self._scalars
         self._arrays = batch.arrays + self._arrays
 
+    def write(self, batch: _Batch, checkpoint: Checkpoint | None) -> str:
+        """One transaction: the batch's rows, arrays and rollups, ``checkpoint``, the job's progress;
+        the job's status after it. Nothing is written when the job left ``owner``."""
+        try:
+            return self._write(batch, checkpoint)
+        except _NotOurs:
+            job = Job.__table__
+            with reader(self._store.engine).begin() as conn:
+                return conn.execute(select(job.c.status).where(job.c.id == self.job_id)).scalar_one()
+
     def _write(self, batch: _Batch, checkpoint: Checkpoint | None) -> str:
-        """One transaction: the batch's rows, arrays and rollups, ``checkpoint``, the job's progress."""
         job = Job.__table__
         with self._store.engine.begin() as conn:
             tails = self._tails_if_current(conn)
@@ -219,13 +337,19 @@ class HistoryWriter:
                 last_loss = batch.scalars[-1][0]
                 progress["steps_done"] = batch.steps[-1] + 1
                 progress["last_loss"] = last_loss if math.isfinite(last_loss) else None
-            progressed = update(job).where(job.c.id == self.job_id).values(**progress)
+            ours = [job.c.id == self.job_id]
+            if self.owner is not None:
+                ours += [job.c.owner == self.owner, job.c.status.in_(WRITABLE_STATUSES)]
+            progressed = update(job).where(*ours).values(**progress)
             if conn.dialect.update_returning:
-                row = conn.execute(progressed.returning(job.c.status, job.c.steps_done)).one()
+                row = conn.execute(progressed.returning(job.c.status, job.c.steps_done)).first()
             else:  # SQLite before 3.35
-                conn.execute(progressed)
+                if conn.execute(progressed).rowcount == 0:
+                    raise _NotOurs
                 current = select(job.c.status, job.c.steps_done).where(job.c.id == self.job_id)
                 row = conn.execute(current).one()
+            if row is None:
+                raise _NotOurs  # rolls the whole batch back
             status, steps_done = row
         self._tails = (steps_done, tails)  # committed: the rollups' last blocks are these
         return status

@@ -458,7 +458,7 @@ def run_job(store, job_id: int, *, resume: bool = False, should_stop: Callable[[
         if checkpoint is not None:
             start = trainer.restore(checkpoint)
     store.truncate_history(job_id, start)  # what a killed run wrote after its last checkpoint
-    writer = store.writer(job_id, trainer.names)
+    writer = store.writer(job_id, trainer.names, background_after=settings().writer_process_after)
     if checkpoint is not None:
         writer.flush(checkpoint)  # truncating removed it; keep it until a later one replaces it
 
@@ -484,7 +484,13 @@ def run_job(store, job_id: int, *, resume: bool = False, should_stop: Callable[[
             progress(Progress(job_id, done, plan.total_steps, loss))
 
     try:
-        outcome = trainer.run(writer, start, should_stop=should_stop, on_flush=on_flush, on_tick=on_tick)
+        try:
+            outcome = trainer.run(writer, start, should_stop=should_stop, on_flush=on_flush, on_tick=on_tick)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original error matters more
+                writer.close()
+            raise
+        writer.close()  # the writer process's last write is in before the job's final state
     # Every final transition is conditional on the job still running here: a cancel or an
     # interruption recorded from outside meanwhile stands (JobStateError is then expected).
     except KeyboardInterrupt:
