@@ -255,7 +255,7 @@ class HistoryWriter:
                 return None
             try:
                 self._process = WriterProcess(self._store.url, self.job_id, self.param_names, self.owner)
-            except OSError as e:
+            except Exception as e:  # noqa: BLE001 - e.g. no fd passing on this OS: the loop writes, as before
                 log.warning("job %s: no writer process (%s); writing in the training process", self.job_id, e)
                 self._background_after = None
                 return None
