@@ -333,6 +333,14 @@ class Optimizer:
                 # a frozen tensor keeps grad None, so step() skips it as torch does
                 t.grad = v if t.requires_grad else None
 
+    def gather_grads(self) -> None:
+        """Bring gradients that backward left in arrays of their own (after
+        ``zero_grad(set_to_none=True)``) into the flat buffers and point ``.grad`` there, as
+        :meth:`step` does first: a caller that reads the gradients before the step then reads one
+        flat buffer, and the step finds nothing left to copy. Parameters without a gradient keep
+        ``.grad = None`` (the step skips them, as torch does)."""
+        self._sync()
+
     def _sync(self) -> list[bool] | None:
         """Bring replaced ``.data``/``.grad`` arrays back into the flat buffers; return which
         parameters have a gradient (None when all do)."""

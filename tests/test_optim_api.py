@@ -119,6 +119,29 @@ def test_zero_grad_set_to_none_then_fresh_gradients_are_adopted():
     assert w.data[0] == 0.0
 
 
+def test_gather_grads_moves_backward_arrays_into_the_flat_buffer_before_the_step():
+    a, b, unused = _params((3,), (2, 2), (2,), names=["a", "b", "unused"])
+    opt = optim.Adam([a, b, unused], lr=0.1)
+    twin = [Tensor(p.data.copy(), requires_grad=True) for p in (a, b, unused)]
+    twin_opt = optim.Adam(twin, lr=0.1)
+    for _ in range(3):
+        opt.zero_grad(set_to_none=True)
+        (ad.sum(a * a) + ad.sum(b * b * b)).backward()
+        expected = [2 * a.data, 3 * b.data ** 2]
+        opt.gather_grads()
+        flat = opt._grad_buf_list[0]
+        assert a.grad.base is flat and b.grad.base is flat  # read from the buffer the step uses
+        np.testing.assert_array_equal(a.grad, expected[0])
+        np.testing.assert_array_equal(b.grad, expected[1])
+        assert unused.grad is None  # backward did not reach it: the step skips it, as torch does
+        opt.step()
+        twin[0].grad, twin[1].grad, twin[2].grad = expected[0], expected[1], None
+        twin_opt.step()  # the same step without gather_grads
+    for p, q in zip((a, b, unused), twin, strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+    assert opt.state_dict()["meta"]["params"]["unused"]["step"] == 0
+
+
 def test_replaced_data_is_copied_back_into_the_buffer():
     w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
     opt = optim.SGD([w], lr=1.0)
