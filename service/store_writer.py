@@ -9,6 +9,7 @@ open that long (see service.writer_process), so a long run stops waiting on the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -87,10 +88,8 @@ def _array_rows(job_id: int, step: int, kind: str, arrays: dict) -> list[tuple]:
     return rows
 
 
-def write_checkpoint(conn: Connection, job_id: int, checkpoint: Checkpoint) -> None:
-    """Store ``checkpoint``, replacing one at the same step, and drop the job's checkpoints older
-    than the newest GRADBOOK_KEEP_CHECKPOINTS (a resume needs only the newest; each holds the
-    parameters and the optimizer state, so keeping all would grow the database without bound)."""
+def checkpoint_rows(job_id: int, checkpoint: Checkpoint) -> tuple[int, str, list[tuple]]:
+    """The checkpoint's step, JSON meta and step_arrays rows; ValueError naming what is wrong."""
     if not isinstance(checkpoint, Checkpoint):
         raise ValueError(f"checkpoint: expected a Checkpoint, got {type(checkpoint).__name__}")
     step = _step_number(checkpoint.step, "checkpoint.step")
@@ -98,7 +97,14 @@ def write_checkpoint(conn: Connection, job_id: int, checkpoint: Checkpoint) -> N
         meta = json.dumps(checkpoint.meta, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"checkpoint.meta: must be JSON-able without NaN/Infinity ({exc})") from None
-    array_rows = _array_rows(job_id, step, "checkpoint", checkpoint.arrays)
+    return step, meta, _array_rows(job_id, step, "checkpoint", checkpoint.arrays)
+
+
+def write_checkpoint(conn: Connection, job_id: int, checkpoint: Checkpoint) -> None:
+    """Store ``checkpoint``, replacing one at the same step, and drop the job's checkpoints older
+    than the newest GRADBOOK_KEEP_CHECKPOINTS (a resume needs only the newest; each holds the
+    parameters and the optimizer state, so keeping all would grow the database without bound)."""
+    step, meta, array_rows = checkpoint_rows(job_id, checkpoint)
     a, c = StepArray, CheckpointRow
     conn.execute(delete(a).where(a.job_id == job_id, a.step == step, a.kind == "checkpoint"))
     conn.execute(delete(c).where(c.job_id == job_id, c.step == step))
@@ -151,6 +157,7 @@ class HistoryWriter:
         self._background_after = background_after
         self._opened = time.monotonic()
         self._process: WriterProcess | None = None
+        self._unverified: tuple | None = None  # (batch, checkpoint) a failed writer process had
         self.job_id = job_id
         self.param_names = list(param_names)
         self._last_step = -1 if last_step is None else last_step  # steps must increase past this
@@ -216,33 +223,46 @@ class HistoryWriter:
         try:
             process = self._writer_process()
             if process is not None:
+                if checkpoint is not None:
+                    checkpoint_rows(self.job_id, checkpoint)  # a bad one raises here, not a flush later
                 try:
                     return process.write(batch, checkpoint)
-                except WriterProcessError as e:  # written here instead, with what it had not written
-                    lost, lost_checkpoint = self._take_back(e)
-                    if lost is not None:
-                        batch = lost.then(batch)
-                    checkpoint = checkpoint or lost_checkpoint
+                except WriterProcessError as e:  # written here from now on
+                    self._lost(e)
+            batch, checkpoint = self._with_unverified(batch, checkpoint)
             return self.write(batch, checkpoint)
         except BaseException:
             self._restore(batch)  # rolled back: the rows stay buffered, as if never taken
             raise
 
-    def close(self) -> None:
-        """Wait for the writer process's last write and end it (nothing to do without one). What it
-        failed to write is written here; an error doing so propagates."""
-        process, self._process = self._process, None
+    def close(self) -> str | None:
+        """Wait for the writer process's last write and end it; the job's status after that write
+        (None without a writer process). What it did not write is written here; an error doing so
+        propagates, and so does an interruption, once what it was given is written here."""
+        process = self._process
         self._background_after = None  # whatever comes after is written here
         if process is None:
-            return
+            return None
         try:
-            process.finish()
+            status = process.finish()
         except WriterProcessError as e:
-            lost, lost_checkpoint = self._take_back(e)
-            if lost is not None:
-                self._restore(lost)
-            if not self.empty or lost_checkpoint is not None:
-                self.flush(lost_checkpoint)
+            self._lost(e)
+        except BaseException:  # interrupted while it wrote, and then killed: write its batch here
+            with contextlib.suppress(Exception):
+                try:
+                    process.finish()
+                except WriterProcessError as e:
+                    self._lost(e)
+                self.flush()
+            raise
+        else:
+            self._process = None
+            return status
+        finally:
+            if self._process is process:
+                process.kill()
+                self._process = None
+        return self.flush()
 
     def _writer_process(self) -> WriterProcess | None:
         """The writer process once it is ready; started when the writer has been open for
@@ -262,38 +282,45 @@ class HistoryWriter:
         try:
             return self._process if self._process.ready() else None
         except WriterProcessError as e:
-            self._end_process(e)
+            self._lost(e)
             return None
 
-    def _take_back(self, error: WriterProcessError) -> tuple[_Batch | None, Checkpoint | None]:
-        """End the failed writer process; return what it was given and did not commit. It may have
-        committed and died before it could say so: a batch is one transaction, and the job's
-        progress (or, for a batch of arrays alone, its first array) shows whether it is in."""
-        self._end_process(error)
-        batch, checkpoint = error.batch, error.checkpoint
-        if batch is None:
-            return None, checkpoint
-        with reader(self._store.engine).begin() as conn:
-            if batch.steps:
-                job = Job.__table__
-                done = conn.execute(select(job.c.steps_done).where(job.c.id == self.job_id)).scalar_one()
-                written = batch.steps[-1] < done
-            elif batch.arrays:
-                a, key = StepArray, batch.arrays[0][:4]  # (job_id, step, kind, name)
-                first = select(a.step).where(a.job_id == key[0], a.step == key[1], a.kind == key[2],
-                                             a.name == key[3])
-                written = conn.execute(first).first() is not None
-            else:
-                written = False  # a checkpoint alone: writing it again replaces it
-        return (None, None) if written else (batch, checkpoint)
-
-    def _end_process(self, error: WriterProcessError) -> None:
+    def _lost(self, error: WriterProcessError) -> None:
+        """Stop using the failed writer process; keep what it was given and may not have written."""
         log.warning("job %s: the writer process failed (%s); writing in the training process from now on",
                     self.job_id, error)
         if self._process is not None:
             self._process.kill()
         self._process = None
         self._background_after = None
+        if error.batch is not None or error.checkpoint is not None:
+            self._unverified = (error.batch, error.checkpoint)
+
+    def _with_unverified(self, batch: _Batch, checkpoint: Checkpoint | None) -> tuple:
+        """``batch`` and ``checkpoint`` preceded by what a failed writer process was given and did
+        not commit. It may have committed and died before it could say so: a batch is one
+        transaction, and the job's progress (or, for a batch of arrays alone, its first array)
+        shows whether it is in. Kept for the next flush if this check fails."""
+        if self._unverified is None:
+            return batch, checkpoint
+        lost, lost_checkpoint = self._unverified
+        if lost is not None and self._committed(lost):
+            lost, lost_checkpoint = None, None
+        self._unverified = None
+        return (batch if lost is None else lost.then(batch)), checkpoint or lost_checkpoint
+
+    def _committed(self, batch: _Batch) -> bool:
+        with reader(self._store.engine).begin() as conn:
+            if batch.steps:
+                job = Job.__table__
+                done = conn.execute(select(job.c.steps_done).where(job.c.id == self.job_id)).scalar_one()
+                return batch.steps[-1] < done
+            if batch.arrays:
+                a, key = StepArray, batch.arrays[0][:4]  # (job_id, step, kind, name)
+                first = select(a.step).where(a.job_id == key[0], a.step == key[1], a.kind == key[2],
+                                             a.name == key[3])
+                return conn.execute(first).first() is not None
+        return False  # empty, or a checkpoint alone: writing it again replaces it
 
     def _take(self) -> _Batch:
         """The buffered rows as a batch (checked first: a bad count raises and keeps them buffered);

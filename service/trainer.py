@@ -494,7 +494,10 @@ def run_job(store, job_id: int, *, resume: bool = False, should_stop: Callable[[
             with contextlib.suppress(Exception):  # the original error matters more
                 writer.close()
             raise
-        writer.close()  # the writer process's last write is in before the job's final state
+        final = writer.close()  # the writer process's last write is in before the job's final state
+        if final not in (None, "running") and outcome.status == "succeeded":  # ended from outside meanwhile
+            done = outcome.steps_done
+            outcome = Outcome("cancelled", done, reason=f"cancelled at step {done}")
     # Every final transition is conditional on the job still running here: a cancel or an
     # interruption recorded from outside meanwhile stands (JobStateError is then expected).
     except KeyboardInterrupt:

@@ -40,9 +40,9 @@ NICE = 10
 
 
 class WriterProcessError(Exception):
-    """The child could not write (or died). ``batch`` and ``checkpoint``: the write it was given
-    before and may not have made (None when there was none in flight; the batch being handed over
-    stays the caller's)."""
+    """The child could not write, died, or was abandoned. ``batch`` and ``checkpoint``: the write it
+    was given before and may or may not have made (None when there was none in flight; a batch
+    being handed over when it failed stays the caller's)."""
 
     def __init__(self, message: str, batch=None, checkpoint=None):
         super().__init__(message)
@@ -51,7 +51,13 @@ class WriterProcessError(Exception):
 
 
 class WriterProcess:
-    """The parent's end: starts the child (without waiting for it), then one write in flight."""
+    """The parent's end: starts the child (without waiting for it), then one write in flight.
+
+    Anything that interrupts a send or a receive (KeyboardInterrupt from SIGINT/SIGTERM, a lost
+    child) leaves the stream in an unknown state: the child is killed at once (a write it had not
+    committed is rolled back by the database) and every later call raises WriterProcessError with
+    the batch that was in flight, for the caller to check and write itself.
+    """
 
     def __init__(self, url: str, job_id: int, param_names: list[str], owner: str | None):
         ours, theirs = socket.socketpair()
@@ -65,9 +71,10 @@ class WriterProcess:
         finally:
             theirs.close()
         self._conn = Connection(ours.detach())
-        self._conn.send((url, job_id, list(param_names), owner))  # the URL may hold a password: not argv
         self._ready = False
         self._in_flight: tuple | None = None  # (batch, checkpoint) sent, its reply not yet read
+        self._broken: str | None = None  # why the child was abandoned
+        self._talk(self._conn.send, (url, job_id, list(param_names), owner))  # a URL may hold a password
 
     @property
     def pid(self) -> int:
@@ -75,26 +82,22 @@ class WriterProcess:
 
     def ready(self) -> bool:
         """True once the child has its store open; never waits."""
-        if not self._ready and self._conn.poll():
-            self._ready = self._receive() == ("ready",)
+        if not self._ready and self._talk(self._conn.poll):
+            self._ready = self._talk(self._conn.recv) == ("ready",)
         return self._ready
 
     def write(self, batch, checkpoint) -> str | None:
         """Hand over a batch; return the job's status after the previous write (None for the first).
         Waits while the previous write is still running."""
         status = self._collect()
+        self._talk(self._conn.send, (batch, checkpoint))
         self._in_flight = (batch, checkpoint)
-        try:
-            self._conn.send(self._in_flight)
-        except OSError as e:  # not all of it reached the child, which never writes part of a batch
-            self._in_flight = None
-            raise WriterProcessError(f"the writer process is gone ({e})") from None
         return status
 
     def finish(self) -> str | None:
         """Wait for the last write, then end the child; the job's status after that write."""
-        if not self._ready and self._in_flight is None:  # nothing of ours to wait for
-            self.kill()
+        if not self._ready and self._in_flight is None and self._broken is None:
+            self.kill()  # it has nothing of ours
             return None
         status = self._collect()
         try:
@@ -114,22 +117,39 @@ class WriterProcess:
         self._child.wait()
 
     def _collect(self) -> str | None:
-        """The in-flight write's result (None if there is none)."""
+        """The in-flight write's result (None if there is none). The batch stays in flight until its
+        reply is read, so an interrupted wait leaves it for the next call to hand back."""
+        if self._broken is not None:
+            batch, checkpoint = self._in_flight or (None, None)
+            self._in_flight = None
+            raise WriterProcessError(self._broken, batch, checkpoint)
         if self._in_flight is None:
             return None
+        reply = self._talk(self._conn.recv)
         batch, checkpoint = self._in_flight
         self._in_flight = None
-        reply = self._receive(batch, checkpoint)
         if reply[0] != "ok":
             raise WriterProcessError(reply[1], batch, checkpoint)
         return reply[1]
 
-    def _receive(self, batch=None, checkpoint=None) -> tuple:
+    def _talk(self, operation, *args):
+        """``operation(*args)`` on the connection; when it fails or is interrupted, abandon the
+        child. A lost connection becomes WriterProcessError; anything else (KeyboardInterrupt)
+        goes on."""
+        if self._broken is not None:
+            raise WriterProcessError(self._broken)
         try:
-            return self._conn.recv()
-        except (EOFError, OSError):
-            message = f"the writer process ended (exit code {self._child.wait()})"
-            raise WriterProcessError(message, batch, checkpoint) from None
+            return operation(*args)
+        except BaseException as e:
+            self.kill()
+            lost = isinstance(e, EOFError | OSError)
+            self._broken = (f"the writer process ended (exit code {self._child.returncode})" if lost
+                            else f"the writer process was abandoned ({type(e).__name__})")
+            if lost:
+                batch, checkpoint = self._in_flight or (None, None)
+                self._in_flight = None
+                raise WriterProcessError(self._broken, batch, checkpoint) from None
+            raise
 
 
 def main(fd: int) -> None:
