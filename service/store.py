@@ -470,9 +470,9 @@ class Store:
                     (StepArray.kind != "checkpoint") | (StepArray.step > from_step),
                 )
             )
-            rollup.rebuild(conn, rollup.HISTORY, job_id, {}, from_step)
+            rollup.truncate(conn, rollup.HISTORY, job_id, {}, from_step)
             if n_params:
-                rollup.rebuild(conn, rollup.PARAM_STATS, job_id, {"param": list(range(n_params))}, from_step)
+                rollup.truncate(conn, rollup.PARAM_STATS, job_id, {"param": list(range(n_params))}, from_step)
             last_loss = conn.execute(
                 select(History.loss)
                 .where(History.job_id == job_id, History.step < from_step)

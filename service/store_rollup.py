@@ -167,11 +167,35 @@ def _rebuild_statements(st: SeriesTable, level: int):
     return remove, r.insert().from_select(names, agg)
 
 
-def rebuild(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, lo: int, hi: int = MAX_STEP):
-    """Recompute every rollup block that overlaps steps [lo, hi] from the level below.
+def truncate(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, from_step: int):
+    """After the raw rows at steps >= ``from_step`` were deleted: drop the rollup blocks over them
+    and recompute the ones partly kept, from the raw rows since the coarsest such block began,
+    with :func:`append` (so their sums are the same as a run that never went past ``from_step``
+    would have; SQL's SUM order is not ours). ``key_in``: every key value, as in append."""
+    params = {"job_id": job_id, "lo": 0, "hi": MAX_STEP, **{f"{k}s": list(v) for k, v in key_in.items()}}
+    for level in LEVELS:
+        size = block_size(level)
+        remove, _ = _rebuild_statements(st, level)
+        conn.execute(remove, {**params, "lo": from_step // size * size})
+    start = from_step // block_size(LEVELS[-1]) * block_size(LEVELS[-1])
+    raw = st.raw
+    key_cols = [raw.c[k] for k in st.keys]
+    query = (select(*key_cols, raw.c.step, *[raw.c[s] for s in st.series])
+             .where(raw.c.job_id == job_id, raw.c.step >= start, raw.c.step < from_step,
+                    *[raw.c[k].in_(list(v)) for k, v in key_in.items()])
+             .order_by(*key_cols, raw.c.step))
+    rows = conn.execute(query).all()
+    if not rows:
+        return
+    table = np.array([[math.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
+    n_keys = len(st.keys)
+    key_col = table[:, 0].astype(np.int64) if n_keys else None
+    append(conn, st, job_id, key_in, key_col, table[:, n_keys].astype(np.int64), table[:, n_keys + 1:])
 
-    Called after appending raw rows in [lo, hi], and after deleting raw rows >= lo (with hi left at
-    its maximum, which drops the deleted blocks and recomputes the one partly kept).
+
+def rebuild(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, lo: int, hi: int = MAX_STEP):
+    """Recompute every rollup block that overlaps steps [lo, hi] from the level below, in SQL: an
+    independent check of :func:`append` (sums agree up to rounding, in SQL's order).
     """
     keys = {f"{k}s": list(v) for k, v in key_in.items()}
     for level in LEVELS:
@@ -189,9 +213,10 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
     ``steps`` (int array) and ``values`` (float array, a column per series, NaN where not recorded
     or NaN) are the batch's rows ordered by (key, step); ``keys`` is the key column, or None.
     The first stored level's blocks are aggregated from the batch with NumPy, the coarser levels'
-    from those (as the SQL rebuild does). A block that starts before the
-    batch already has a stored row aggregating exactly the earlier rows in it; it is read, merged
-    (min of mins, sum of sums, ...) and replaced. All levels then go in with one executemany that
+    from those (as the SQL rebuild does), except sums: every level's is summed from the raw values
+    in step order (:func:`_sequential_sums`). A block that starts before the batch already has a
+    stored row aggregating exactly the earlier rows in it; it is read, merged (min of mins, the
+    stored sum continued, ...) and replaced. All levels then go in with one executemany that
     replaces rows with the same key.
 
     Returns the last block of every (key, level) as now stored. A writer that passes that back as
@@ -216,7 +241,7 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
             "n": ends - starts + 1,
             "min": np.fmin.reduceat(values, starts, axis=0),
             "max": np.fmax.reduceat(values, starts, axis=0),
-            "sum": np.add.reduceat(np.where(valid, values, 0.0), starts, axis=0),
+            "sum": np.zeros((len(starts), values.shape[1])),  # seeds; see _sequential_sums
             "cnt": np.add.reduceat(valid, starts, axis=0, dtype=np.int64),
         }
         # ... and every coarser level from those blocks, all at once: the blocks repeated once per
@@ -237,17 +262,38 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
             "n": np.add.reduceat(rep["n"], starts),
             "min": np.fmin.reduceat(rep["min"], starts, axis=0),
             "max": np.fmax.reduceat(rep["max"], starts, axis=0),
-            "sum": np.add.reduceat(rep["sum"], starts, axis=0),  # a NaN (inf - inf) sum stays NaN
+            "sum": np.zeros((len(starts), values.shape[1])),
             "cnt": np.add.reduceat(rep["cnt"], starts, axis=0),
         }
     new = {name: np.concatenate([first_level[name], upper[name]]) for name in first_level}
-    _merge_earlier_rows(conn, st, job_id, key_in, new, lo, tail or {})
+    _merge_earlier_rows(conn, st, job_id, key_in, new, lo, tail or {})  # earlier sums become seeds
+    addends = np.where(valid, values, 0.0)
+    for level in LEVELS:
+        size = block_size(level)
+        rows = np.flatnonzero(new["level"] == level)  # in the order of the runs below
+        new["sum"][rows] = _sequential_sums(addends, _runs(key, steps // size * size), new["sum"][rows])
     columns = [job_id] + ([new["key"]] if keys is not None else [])
     columns += [new["level"], new["block"], new["first"], new["last"], new["n"]]
     for i in range(len(st.series)):
         columns += [new["min"][:, i], new["max"][:, i], new["sum"][:, i], new["cnt"][:, i]]
     executemany(conn, st.rollup, _rows(*columns), replace=True)  # merged blocks replace their rows
     return _last_blocks(new)
+
+
+def _sequential_sums(addends: np.ndarray, starts: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Per run of rows (a run starts at each of ``starts``), ``seed + a0 + a1 + ...`` added strictly
+    from left to right. A block's sum is thereby the sequential sum of its raw values in step order,
+    and a sum continued from a stored partial one is the same as one made at once: blocks come out
+    bit for bit the same however the rows were split into batches (NumPy's reductions sum
+    pairwise, and adding partial sums would depend on where the flushes fell). A NaN (inf - inf)
+    stays NaN."""
+    lengths = np.diff(np.append(starts, len(addends)))
+    padded = np.zeros((len(starts), int(lengths.max()) + 1, addends.shape[1]))
+    padded[:, 0] = seeds
+    run = np.repeat(np.arange(len(starts)), lengths)
+    padded[run, np.arange(len(addends)) - np.repeat(starts, lengths) + 1] = addends
+    with np.errstate(invalid="ignore"):
+        return np.cumsum(padded, axis=1)[np.arange(len(starts)), lengths]  # accumulate is sequential
 
 
 def _runs(group: np.ndarray, block: np.ndarray) -> np.ndarray:
@@ -313,7 +359,7 @@ def _merge_earlier_rows(conn, st: SeriesTable, job_id: int, key_in: dict, new: d
     with np.errstate(invalid="ignore"):  # inf + -inf is NaN, as in SQL
         new["min"][at] = np.fmin(new["min"][at], series[..., 0])
         new["max"][at] = np.fmax(new["max"][at], series[..., 1])
-        new["sum"][at] += series[..., 2]  # a NULL (NaN) sum stays NaN
+        new["sum"][at] = series[..., 2]  # the seed its sum continues from (NULL: NaN, which stays NaN)
     new["cnt"][at] += series[..., 3].astype(np.int64)
 
 

@@ -146,6 +146,11 @@ def test_sigkill_then_recover_then_resume(tmp_path, writer):
         straight = store.create_job("straight", spec(steps))
         assert run_job(store, straight).status == "succeeded"
         assert same_rows(list(store.export_rows(job["id"])), list(store.export_rows(straight)))
+        for max_points in (37, 1000):  # buckets too: the rollups were recomputed at the truncation
+            assert json.dumps(store.history(job["id"], max_points=max_points)) == \
+                json.dumps(store.history(straight, max_points=max_points))
+            assert json.dumps(store.gradients(job["id"], "w1", max_points=max_points)) == \
+                json.dumps(store.gradients(straight, "w1", max_points=max_points))
         for s in (0, checkpoint.step - 10, checkpoint.step, checkpoint.step + 10, steps - 10):
             a, b = store.step(job["id"], s), store.step(straight, s)
             for kind in ("params", "gradients"):
