@@ -15,7 +15,9 @@ status at its next flush, so a job stops even if a flag were missed). Workers ar
 forkserver that has the training code imported, so a new worker is ready in milliseconds. Workers
 die with the server - they watch a pipe only the server holds open - so after a SIGKILL of the
 server no worker keeps a job "running" and the next start marks it interrupted. A worker that dies
-is replaced; its job is marked interrupted (running) or queued again (not yet started).
+is replaced; its job is marked interrupted (running) or queued again (not yet started). A job that
+runs longer than GRADBOOK_WRITER_PROCESS_AFTER has its history written by a process of its own
+(service.writer_process), a child of the worker that ends with it.
 
 ``ThreadExecutor`` runs jobs on threads of this process (tests, or a machine without fork/spawn).
 """

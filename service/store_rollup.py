@@ -2,9 +2,11 @@
 
 Level 0 is the raw table; each stored level L (2 to 9, see models.ROLLUP_FIRST_LEVEL) holds one row
 per aligned block of ``4**L`` steps with the min, max, sum and count (of non-NaN values) of every
-series, plus the first/last step present and the row count. Level L is computed in SQL from the
-stored level below it (level 2 from raw rows) for the blocks a batch touches, in the batch's own
-transaction, so the pyramid always agrees with the raw rows.
+series, plus the first/last step present and the row count. The blocks a batch touches are
+computed with NumPy (:func:`append`) in the batch's own transaction, so the pyramid always agrees
+with the raw rows; every level's sum is the sequential sum of the block's raw values in step order,
+so the pyramid is bit for bit the same however the rows were batched. :func:`truncate` recomputes
+the blocks a truncation cuts; :func:`rebuild` recomputes levels in SQL (an independent check).
 
 A downsampled query picks the coarsest level that still has at least ``max_points`` blocks in the
 range, so it scans fewer than ``4 * max_points`` block rows however long the range is (fewer than
