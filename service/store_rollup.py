@@ -174,11 +174,11 @@ def truncate(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, from_
     and recompute the ones partly kept, from the raw rows since the coarsest such block began,
     with :func:`append` (so their sums are the same as a run that never went past ``from_step``
     would have; SQL's SUM order is not ours). ``key_in``: every key value, as in append."""
-    params = {"job_id": job_id, "lo": 0, "hi": MAX_STEP, **{f"{k}s": list(v) for k, v in key_in.items()}}
+    keys = {f"{k}s": list(v) for k, v in key_in.items()}
     for level in LEVELS:
         size = block_size(level)
         remove, _ = _rebuild_statements(st, level)
-        conn.execute(remove, {**params, "lo": from_step // size * size})
+        conn.execute(remove, {"job_id": job_id, "lo": from_step // size * size, "hi": MAX_STEP, **keys})
     start = from_step // block_size(LEVELS[-1]) * block_size(LEVELS[-1])
     raw = st.raw
     key_cols = [raw.c[k] for k in st.keys]
