@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service import presets
+from service.jobs import presets
 from service.store import Store
 
 STEPS = int(os.environ.get("BENCH_STEPS", "1000000"))
@@ -66,7 +66,8 @@ class Server:
         self.port = free_port()
         env = {**os.environ, "GRADBOOK_DATABASE_URL": database_url}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "--factory", "service.api.app:create_app",
+             "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning"], env=env, cwd=workdir)
         deadline = time.monotonic() + 60
         while True:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.api.errors import dumps
-from service.api.history import points_json
+from service.api.encode import dumps
+from service.api.routes.history import points_json
 from service.store import Store
 
 PARAMS = ["w1", "b1", "w2", "b2", "w3", "b3"]

@@ -8,7 +8,7 @@ Five trainers of the same spec advance in turns of ``--chunk`` steps (~0.5 s) in
 recording off; recording off again (the control: its ratio to the first shows how far this
 machine's noise alone moves a ratio); statistics computed every step but handed to a writer that
 drops them (what the in-memory book-keeping costs); everything written to SQLite as a long job
-writes it, by a writer process (service.writer_process; here from the start, in a real job after
+writes it, by a writer process (service.store.writer_process; here from the start, in a real job after
 GRADBOOK_WRITER_PROCESS_AFTER seconds); everything written to SQLite by the training process
 itself, as a short job does. The store flushes every ``--chunk`` steps here (GRADBOOK_FLUSH_ROWS),
 as often as its default 0.5 s does at this model's speed, so a turn ends just after a flush and a
@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from service.settings import settings
-from service.spec import make_plan, parse_spec
+from service.config import settings
+from service.jobs.spec import make_plan, parse_spec
+from service.jobs.trainer import GradStats, Trainer
 from service.store import Store
-from service.trainer import GradStats, Trainer
 
 
 def spec(steps: int, batch_size: int = 128) -> dict:

@@ -21,12 +21,12 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from service import presets as preset_catalog
-from service.datasets import DataError
-from service.spec import CsvData, SpecError, format_loc, job_view, make_plan, parse_spec
-
-from . import render, serve_commands
-from .common import DatabaseUrl, JsonFlag, RowFormat, Token, Url, err, fail
+from cli import render, serve_commands
+from cli.common import DatabaseUrl, JsonFlag, RowFormat, Token, Url, err, fail
+from service.api.encode import loads
+from service.jobs import presets as preset_catalog
+from service.jobs.data import DataError
+from service.jobs.spec import CsvData, SpecError, format_loc, job_view, make_plan, parse_spec
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
                   help="Train neural networks and keep the book of every step: loss and every gradient.")
@@ -52,9 +52,8 @@ class UsageError(Exception):
 @contextlib.contextmanager
 def usage_errors():
     """Known user errors become one clear line on stderr and exit code 2, never a traceback."""
-    from service.graphview import GraphError
-    from service.store_errors import StoreError
-    from service.verify import VerifyError
+    from service.jobs.replay import GraphError, VerifyError
+    from service.store.errors import StoreError
 
     try:
         yield
@@ -63,7 +62,7 @@ def usage_errors():
 
 
 def resolve_url(database_url: str | None) -> str:
-    from service.db import database_url as resolve
+    from service.store.engine import database_url as resolve
 
     try:
         return resolve(database_url)
@@ -135,16 +134,12 @@ def read_spec_file(path: Path) -> dict:
     except OSError as e:
         raise UsageError(f"cannot read spec file {str(path)!r}: {e.strerror or e}") from None
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        doc = loads(text)
     except json.JSONDecodeError as e:
         raise UsageError(f"{path}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except ValueError as e:
         raise UsageError(f"{path}: {e}") from None
     return doc
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a number in JSON; numbers in a spec must be finite")
 
 
 class _Bar:
@@ -173,30 +168,44 @@ class _Bar:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """While training, SIGTERM acts like Ctrl-C: the job is flushed and marked interrupted."""
+def _interrupt_at_step_boundary():
+    """While training, SIGINT and SIGTERM stop the job at the next step boundary: the steps recorded
+    so far are flushed whole (never a step without its snapshot) and the job is marked interrupted.
+    Yields the ``should_stop`` the training loop polls each step; a second signal stops at once."""
+    requested = False
+
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        nonlocal requested
+        if requested:
+            raise KeyboardInterrupt
+        requested = True
+
+    def should_stop() -> bool:
+        if requested:
+            raise KeyboardInterrupt
+        return False
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not in the main thread: leave signals alone
-        yield
+        yield None
         return
     try:
-        yield
+        yield should_stop
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _run(store, job_id: int, total: int, *, resume: bool, as_json: bool, quiet: bool) -> None:
-    from service.trainer import run_job
+    from service.runtime.runner import run_job
 
     job = get_job(store, job_id)
     started = time.monotonic()
     try:
-        with _sigterm_as_interrupt(), _Bar(total, f"job {job_id} {job['name']}", not quiet) as bar:
-            outcome = run_job(store, job_id, resume=resume, progress=bar)
+        with _interrupt_at_step_boundary() as should_stop, \
+                _Bar(total, f"job {job_id} {job['name']}", not quiet) as bar:
+            outcome = run_job(store, job_id, resume=resume, progress=bar, should_stop=should_stop)
     except KeyboardInterrupt:
         err.print(f"job {job_id} interrupted; continue it with `gradbook resume {job_id}`")
         raise typer.Exit(130) from None
@@ -305,7 +314,7 @@ def jobs(
     token: Token = None,
 ):
     """List jobs, newest first."""
-    from service.models import JOB_STATUSES
+    from service.domain import JOB_STATUSES
 
     with usage_errors():
         if status is not None and status not in JOB_STATUSES:
@@ -400,7 +409,7 @@ def graph(
     database_url: DatabaseUrl = None,
 ):
     """The computation graph with every node's value and derivative (dJ/d node)."""
-    from service.graphview import job_graph, preset_graph
+    from service.jobs.replay import job_graph, preset_graph
 
     with usage_errors():
         if (preset is None) == (job_id is None):
@@ -427,7 +436,7 @@ def verify(
     database_url: DatabaseUrl = None,
 ):
     """Recompute a step's gradient by bumping each parameter and compare with the recorded backprop."""
-    from service.verify import verify_step
+    from service.jobs.replay import verify_step
 
     with usage_errors():
         report = verify_step(open_store(database_url), job_id, step, eps=eps)
@@ -452,7 +461,7 @@ def verify(
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseUrl = None):
     """Apply the database migrations (also done automatically on start)."""
-    from service.db import upgrade
+    from service.store.engine import upgrade
 
     with usage_errors():
         url = resolve_url(database_url)

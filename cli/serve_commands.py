@@ -21,9 +21,10 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import render
-from .common import DatabaseUrl, JobArg, JsonFlag, RowFormat, Token, Url, err, fail
-from .remote import Client, RemoteError
+from cli import render
+from cli.common import DatabaseUrl, JobArg, JsonFlag, RowFormat, Token, Url, err, fail
+from cli.remote import Client, RemoteError
+from service.api.encode import loads
 
 
 class ExportFormat(StrEnum):
@@ -62,8 +63,8 @@ def serve(
     """Run the REST training service (FastAPI on uvicorn) on the same database the CLI uses."""
     import uvicorn
 
-    from service.app import create_app
-    from service.server_settings import ServerSettings
+    from service.api.app import create_app
+    from service.config import ServerSettings
 
     try:
         settings = ServerSettings.from_env(host=host, port=port, workers=workers, database_url=database_url)
@@ -84,12 +85,8 @@ def read_spec(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         fail(f"cannot read spec file {str(path)!r}: {e.strerror or e}")
-
-    def refuse(name):
-        raise ValueError(f"{name} is not a number in JSON; numbers in a spec must be finite")
-
     try:
-        return json.loads(text, parse_constant=refuse)
+        return loads(text)
     except json.JSONDecodeError as e:
         fail(f"{path}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")
     except ValueError as e:
@@ -165,7 +162,7 @@ def submit(
     if (spec_file is None) == (preset is None):
         fail("give a spec file or --preset NAME (not both)")
     if preset is not None:
-        from service import presets as catalog
+        from service.jobs import presets as catalog
 
         try:
             doc = catalog.get(preset)
@@ -302,9 +299,9 @@ def cancel(job_id: JobArg, as_json: JsonFlag = False, url: Url = None, token: To
     if url is not None:
         remote_cancel(url, job_id, token, as_json=as_json)
         return
-    from service.spec import job_view
-    from service.store import TERMINAL
-    from service.store_errors import StoreError
+    from service.domain import TERMINAL
+    from service.jobs.spec import job_view
+    from service.store.errors import StoreError
 
     store = _open_local(database_url)
     job = store.get_job(job_id)
@@ -348,7 +345,7 @@ def export(
 
 def local_export(store, job_id: int, fmt: str, start=None, end=None):
     """The same bytes the server's export sends, from a local store."""
-    from service.api.history import csv_chunks, ndjson_chunks
+    from service.api.encode import csv_chunks, ndjson_chunks
 
     rows = store.export_rows(job_id, start=start, end=end)
     if fmt == "csv":

@@ -1,14 +1,14 @@
 """Alembic environment for gradbook.
 
-Normally run through ``service.db.upgrade``, which passes an open connection (already holding the
+Normally run through ``service.store.engine.upgrade``, which passes an open connection (already holding the
 migration lock) in ``config.attributes["connection"]``. Without one, it connects to the configured
 ``sqlalchemy.url`` itself; offline mode (``--sql``) renders the DDL for that URL's dialect.
 """
 
 from alembic import context
 
-from service.db import make_engine
-from service.models import Base
+from service.store.engine import make_engine
+from service.store.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,1 +1,1 @@
-"""The REST API, one router module per resource; service.app assembles them."""
+"""The REST API, one router module per resource; service.api.app assembles them."""

@@ -6,11 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import dumps, field_error
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a number in JSON; every number must be finite")
+from service.api.encode import dumps, loads
+from service.api.errors import field_error
 
 
 def parse_json(raw: bytes):
@@ -23,7 +20,7 @@ def parse_json(raw: bytes):
     except UnicodeDecodeError as e:
         raise field_error(422, ["body"], f"not UTF-8 text (byte {e.start})", "json_invalid") from None
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return loads(text)
     except json.JSONDecodeError as e:
         raise field_error(422, ["body"], f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
                           "json_invalid") from None

@@ -9,14 +9,15 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..executor import Executor
-from ..server_settings import ServerSettings
-from ..store import Store
-from ..store_rollup import MAX_STEP
-from .errors import ApiError
+from service.api.errors import ApiError
+from service.config import ServerSettings
+from service.domain import MAX_ID
+from service.runtime.executor import Executor
+from service.store import Store
+from service.store.rollup import MAX_STEP
 
 # Ids and steps are SQL INTEGERs; larger numbers are refused as input errors before any query.
-MAX_ID = 2**63 - 1
+
 
 _bearer = HTTPBearer(auto_error=False, description="Required when the server has GRADBOOK_API_TOKEN set.")
 

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 
-import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..spec import SpecError
-from ..store_errors import IdempotencyConflict, JobNotFound, JobStateError, StoreError, UnknownParam
+from service.api.encode import dumps
+from service.jobs.spec import SpecError
+from service.store.errors import IdempotencyConflict, JobNotFound, JobStateError, StoreError, UnknownParam
 
 log = logging.getLogger("gradbook.api")
 
@@ -46,47 +44,7 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, what)
 
 
-# --- NaN-free JSON ------------------------------------------------------------------------------------
-
-
-def finite(value):
-    """Non-finite floats to None, NumPy to Python, recursively."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return array_list(value)
-    if isinstance(value, np.generic):
-        return finite(value.item())
-    return value
-
-
-def array_list(a: np.ndarray):
-    """Nested lists of an array, non-finite entries as None."""
-    a = np.asarray(a)
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
-        out = a.astype(object)
-        out[~np.isfinite(a)] = None
-        return out.tolist()
-    return a.tolist()
-
-
-def dumps(content) -> bytes:
-    """Compact JSON; the common all-finite case costs one ``json.dumps``."""
-    try:
-        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except ValueError:
-        text = json.dumps(finite(content), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except TypeError:  # NumPy values or datetimes that the fast path cannot write
-        text = json.dumps(finite(jsonable_encoder(content, custom_encoder=_NUMPY)), ensure_ascii=False,
-                          allow_nan=False, separators=(",", ":"))
-    return text.encode("utf-8")
-
-
-_NUMPY = {np.ndarray: array_list, np.generic: lambda v: finite(v.item())}
+# --- the response class -------------------------------------------------------------------------------
 
 
 class SafeJSONResponse(JSONResponse):

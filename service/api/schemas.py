@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..spec import JobView
+from service.jobs.spec import JobView
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 

@@ -1,6 +1,6 @@
 """A real server and a real headless Chromium for the dashboard's browser tests.
 
-The server is `uvicorn --factory service.app:create_app` in a subprocess on a free loopback port
+The server is `uvicorn --factory service.api.app:create_app` in a subprocess on a free loopback port
 with a temporary SQLite database and two worker processes. The browser is Debian's `chromium`
 package driven by Playwright for Python (its own browser download is not used); set
 GRADBOOK_CHROMIUM to use another binary. Without a Chromium the tests are skipped, saying so.
@@ -67,7 +67,7 @@ def running_server(folder: Path, stop: str = "terminate", token: str = ""):
            "GRADBOOK_WORKERS": "2", "GRADBOOK_API_TOKEN": token}
     log = open(folder / f"server-{port}.log", "w+b")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", "127.0.0.1",
+        [sys.executable, "-m", "uvicorn", "--factory", "service.api.app:create_app", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

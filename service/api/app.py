@@ -1,0 +1,109 @@
+"""The REST training service: ``create_app(settings)`` builds the FastAPI app.
+
+    uvicorn --factory service.api.app:create_app        # settings from GRADBOOK_* variables
+    gradbook serve --host 127.0.0.1 --port 8000     # the same through the CLI
+
+On start the app opens the store (migrating it under a lock), marks jobs whose process is gone as
+interrupted (a server killed mid-job), starts the executor's workers and hands them the jobs still
+queued. While it runs, a sweeper repeats the orphan check every GRADBOOK_RECOVER_SECONDS, so no job
+stays "running" after its process died. On shutdown running jobs become interrupted (resumable).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service.api import errors
+from service.api.body import BodyLimit
+from service.api.cache import ResponseCache
+from service.api.errors import SafeJSONResponse
+from service.api.routes import datasets, events, health, history, jobs, optimizers, presets
+from service.config import ServerSettings
+from service.jobs.spec import JobSpec
+from service.runtime.executor import make_executor
+from service.runtime.sweeper import Sweeper, requeue
+from service.store import Store
+
+log = logging.getLogger("gradbook.server")
+
+DESCRIPTION = """Submit training jobs, watch them live, and query the book of every step: the loss,
+learning rate and gradient norm, and every parameter's gradient statistics.
+
+Errors are JSON `{"detail": ...}`: a message, or a list of `{loc, msg, type}` naming each bad field.
+Non-finite numbers (a diverged loss) are written as `null`. With `GRADBOOK_API_TOKEN` set, every
+endpoint except `/health` needs `Authorization: Bearer <token>`."""
+
+
+def create_app(settings: ServerSettings | None = None, *, executor_factory=None) -> FastAPI:
+    """The app. ``executor_factory(store, settings) -> Executor`` replaces the configured pool (tests)."""
+    settings = settings or ServerSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store = Store(settings.database_url)
+        recovered = store.recover_orphans()
+        if recovered:
+            log.warning("jobs %s were left running by a server that is gone: marked interrupted; "
+                        "POST /jobs/{id}/resume continues them", recovered)
+        if executor_factory is not None:
+            executor = executor_factory(store, settings)
+        else:
+            executor = make_executor(settings.executor, store, settings.workers)
+        app.state.store, app.state.executor = store, executor
+        executor.start()
+        requeue(store, executor)
+        sweeper = Sweeper(store, settings.recover_seconds)
+        sweeper.start()
+        try:
+            yield
+        finally:
+            sweeper.stop()
+            executor.shutdown(wait=True)
+            store.close()
+
+    app = FastAPI(title="gradbook", version=health.VERSION, description=DESCRIPTION, lifespan=lifespan,
+                  default_response_class=SafeJSONResponse)
+    app.state.settings = settings
+    app.state.total_steps = jobs.TotalSteps()
+    app.state.response_cache = ResponseCache(settings.response_cache_bytes)
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    for module in (health, jobs, history, events, datasets, optimizers, presets):
+        app.include_router(module.router)
+    _include_dashboard(app)
+    _document_job_spec(app)
+    return app
+
+
+def _include_dashboard(app: FastAPI) -> None:
+    try:
+        from service.api import dashboard
+    except ImportError as e:
+        if getattr(e, "name", None) != f"{__package__}.dashboard":
+            log.warning("the dashboard could not be loaded: %s", e)
+        return
+    app.include_router(dashboard.router)
+
+
+def _document_job_spec(app: FastAPI) -> None:
+    """POST /jobs reads its body itself (strict JSON); put the JobSpec schema it expects into the
+    OpenAPI document by hand."""
+
+    def build() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            spec = JobSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, definition in {**spec.pop("$defs", {}), "JobSpec": spec}.items():
+                if name in components and components[name] != definition:
+                    raise RuntimeError(f"OpenAPI schema name {name!r} is used twice")
+                components[name] = definition
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = build

@@ -1,0 +1,97 @@
+"""Uploaded datasets: a CSV body checked as training data, stored, and served to jobs by id.
+
+A job spec refers to one with ``"data": {"dataset_id": ID}``; ``service.runtime.datasets`` loads it
+for the API (checking a spec at submission) and for the workers (training).
+"""
+
+from __future__ import annotations
+
+import csv
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from service.api.deps import MAX_ID, StoreDep, require_token
+from service.api.errors import field_error, not_found
+from service.api.schemas import DatasetList, DatasetOut, ErrorOut
+from service.config import settings
+from service.jobs.data import DataError, parse_csv
+
+router = APIRouter(prefix="/datasets", tags=["datasets"], dependencies=[Depends(require_token)],
+                   responses={401: {"model": ErrorOut, "description": "Missing or wrong bearer token."}})
+
+CSV_TYPES = ("text/csv", "text/plain", "application/octet-stream")
+
+
+def check_csv(raw: bytes, targets: int) -> dict:
+    """Parse and check an uploaded CSV; its meta (rows, features, targets, columns) or a 422 naming
+    the body and the offending row and column."""
+    if not raw.strip():
+        raise field_error(422, ["body"], "the CSV body is empty", "missing")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise field_error(422, ["body"], f"not UTF-8 text (byte {e.start})") from None
+    try:
+        x, y, columns = parse_csv(text, targets, ("body",))
+    except DataError as e:
+        raise field_error(422, list(e.loc), e.msg) from None
+    except csv.Error as e:  # e.g. a lone carriage return inside a field
+        raise field_error(422, ["body"], f"not readable as CSV: {e}") from None
+    for a, offset in ((x, 0), (y, x.shape[1])):
+        bad = np.argwhere(~np.isfinite(a))
+        if bad.size:
+            i, j = (int(v) for v in bad[0])
+            raise field_error(422, ["body"], f"row {i + 1} column {j + 1 + offset}: {a[i, j]} is not a "
+                                             "finite number")
+    limit = settings().max_data_values
+    if x.size + y.size > limit:
+        raise field_error(422, ["body"], f"{x.size + y.size:,} values exceed the limit of {limit:,} "
+                                         "(GRADBOOK_MAX_DATA_VALUES)")
+    return {"rows": int(x.shape[0]), "features": int(x.shape[1]), "targets": int(y.shape[1]),
+            "columns": columns}
+
+
+@router.post(
+    "", status_code=201, response_model=DatasetOut, summary="Upload a CSV dataset",
+    responses={422: {"model": ErrorOut, "description": "Not a CSV of finite numbers (row and column named)."},
+               413: {"model": ErrorOut, "description": "Body over the size limit."}},
+    openapi_extra={"requestBody": {
+        "required": True, "content": {t: {"schema": {"type": "string"}} for t in CSV_TYPES},
+        "description": "CSV text: rows of numbers, an optional header row; the last `targets` columns "
+                       "are the targets."}},
+)
+async def upload(
+    request: Request, store: StoreDep,
+    name: Annotated[str, Query(min_length=1, max_length=200, description="A name to know it by.")]
+    = "dataset",
+    targets: Annotated[int, Query(ge=1, le=10_000, description="How many trailing columns are targets.")] = 1,
+):
+    """Store a CSV of training data after checking it; jobs then use ``{"dataset_id": ID}``."""
+    raw = await request.body()
+
+    def save() -> dict:
+        meta = check_csv(raw, targets)
+        return _public(store.get_dataset(store.create_dataset(name, raw, meta)))
+
+    return await run_in_threadpool(save)
+
+
+@router.get("", response_model=DatasetList, summary="List datasets")
+def list_datasets(store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                  offset: Annotated[int, Query(ge=0, le=2**62)] = 0):
+    return {"datasets": store.list_datasets(limit=limit, offset=offset)}
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut, summary="Show a dataset",
+            responses={404: {"model": ErrorOut, "description": "No such dataset."}})
+def get_dataset(store: StoreDep, dataset_id: Annotated[int, Path(ge=1, le=MAX_ID)]):
+    if (row := store.get_dataset(dataset_id)) is None:
+        raise not_found(f"dataset {dataset_id} not found")
+    return _public(row)
+
+
+def _public(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "content"}

@@ -1,0 +1,216 @@
+"""Jobs: submit (idempotently), list, show, cancel, resume, delete, and the stored state changes.
+
+States: queued -> running -> succeeded | failed | cancelled | interrupted (resumable: interrupted ->
+queued -> running). The store enforces the transitions and records each with its time and reason;
+the executor only starts and stops work.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from service.api.body import parse_json
+from service.api.deps import ExecutorDep, JobId, SettingsDep, StoreDep, require_token
+from service.api.errors import ApiError, field_error, not_found
+from service.api.schemas import ErrorOut, JobList, JobOut, Status, TransitionList
+from service.domain import TERMINAL
+from service.jobs.spec import CsvData, JobSpec, SpecError, job_view, make_plan, parse_spec
+from service.runtime.datasets import dataset_resolver
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)],
+                   responses={401: {"model": ErrorOut, "description": "Missing or wrong bearer token."}})
+
+NOT_FOUND = {404: {"model": ErrorOut, "description": "No such job."}}
+CONFLICT = {409: {"model": ErrorOut, "description": "The job's state does not allow this."}}
+INVALID = {422: {"model": ErrorOut, "description": "A malformed field, named in loc."}}
+
+
+class TotalSteps:
+    """Total steps of a job, derived from its spec once and remembered (epochs need the data size)."""
+
+    def __init__(self, size: int = 10_000):
+        self._known: OrderedDict[int, int | None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def remember(self, job_id: int, total: int) -> None:
+        with self._lock:
+            self._known[job_id] = total
+            while len(self._known) > self._size:
+                self._known.popitem(last=False)
+
+    def __call__(self, store, job: dict) -> int | None:
+        spec = job.get("spec") or {}
+        if isinstance(spec.get("steps"), int):
+            return spec["steps"]
+        with self._lock:
+            if job["id"] in self._known:
+                return self._known[job["id"]]
+        try:
+            total = make_plan(parse_spec(spec), dataset_resolver(store)).total_steps
+        except (SpecError, ValueError, TypeError, KeyError):
+            total = None  # e.g. its uploaded dataset was removed; the job's own state says more
+        self.remember(job["id"], total)
+        return total
+
+
+def total_steps_of(request: Request) -> TotalSteps:
+    return request.app.state.total_steps
+
+
+def job_out(store, totals: TotalSteps, job: dict, include_spec: bool = True) -> dict:
+    view = job_view(job)
+    view["total_steps"] = totals(store, job)
+    updated = job.get("updated_at")
+    # the same spelling of UTC as the other timestamps (pydantic writes "Z")
+    view["updated_at"] = updated[:-6] + "Z" if updated and updated.endswith("+00:00") else updated
+    view["owner"] = job.get("owner")
+    if not include_spec:
+        view["spec"] = None
+    return view
+
+
+def load_job(store, job_id: int) -> dict:
+    job = store.get_job(job_id)
+    if job is None:
+        raise not_found(f"job {job_id} not found")
+    return job
+
+
+# --- submit --------------------------------------------------------------------------------------------
+
+
+def _spec_request_body() -> dict:
+    schema = {"$ref": "#/components/schemas/JobSpec"}
+    return {"required": True, "content": {"application/json": {"schema": schema}},
+            "description": "A job spec, as `gradbook train` reads it; data may be {\"dataset_id\": ID} of an "
+                           "uploaded dataset (CSV paths are refused over HTTP)."}
+
+
+def validate_spec(store, doc) -> tuple[JobSpec, int]:
+    """The parsed spec and its total steps, or a 422 naming each bad field (data included)."""
+    try:
+        spec = parse_spec(doc)
+    except (TypeError, KeyError, AttributeError) as e:
+        # A shape of document the spec's validators did not foresee: still the client's error.
+        raise field_error(422, ["body"], f"not a valid job spec ({type(e).__name__}: {e})") from None
+    if isinstance(spec.data, CsvData):
+        raise field_error(422, ["body", "data", "csv"], "CSV paths are not read over HTTP; upload the file "
+                          "with POST /datasets and give {\"dataset_id\": ID}")
+    plan = make_plan(spec, dataset_resolver(store))  # uploaded data is checked now, not when the job runs
+    return spec, plan.total_steps
+
+
+@router.post(
+    "", status_code=201, response_model=JobOut, openapi_extra={"requestBody": _spec_request_body()},
+    responses={200: {"model": JobOut, "description": "Replayed: this Idempotency-Key already made this job."},
+               **CONFLICT, **INVALID, 413: {"model": ErrorOut, "description": "Body over the size limit."}},
+    summary="Submit a job",
+)
+async def submit_job(
+    request: Request, response: Response, store: StoreDep, executor: ExecutorDep,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200, description=(
+        "Makes retries safe: the same key with the same spec returns the job made the first time; "
+        "with another spec, 409."))] = None,
+):
+    """Validate the spec (a 422 names each bad field), store the job as queued and hand it to a worker."""
+    doc = parse_json(await request.body())
+    totals = total_steps_of(request)
+
+    def create() -> tuple[dict, bool]:
+        spec, total = validate_spec(store, doc)
+        before = datetime.now(UTC)
+        job_id = store.create_job(spec.name, spec.model_dump(mode="json"), idempotency_key=idempotency_key)
+        totals.remember(job_id, total)
+        job = store.get_job(job_id)
+        replayed = datetime.fromisoformat(job["created_at"]) < before
+        if job["status"] == "queued":
+            executor.submit(job_id)  # a replay of a job still queued is already there: a no-op
+        return job, replayed
+
+    job, replayed = await run_in_threadpool(create)
+    response.headers["Location"] = f"/jobs/{job['id']}"
+    if replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return job_out(store, totals, job)
+
+
+# --- read ----------------------------------------------------------------------------------------------
+
+
+@router.get("", response_model=JobList, responses=INVALID, summary="List jobs")
+def list_jobs(
+    request: Request, store: StoreDep,
+    status: Annotated[Status | None, Query(description="Only jobs in this state.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    include_spec: Annotated[bool, Query(description="Include each job's spec.")] = False,
+):
+    """Jobs newest first, optionally filtered by status, one page at a time."""
+    totals = total_steps_of(request)
+    jobs = store.list_jobs(status=status, limit=limit, offset=offset)
+    return {"jobs": [job_out(store, totals, j, include_spec) for j in jobs],
+            "total": store.count_jobs(status), "limit": limit, "offset": offset}
+
+
+@router.get("/{job_id}", response_model=JobOut, responses={**NOT_FOUND, **INVALID}, summary="Show a job")
+def get_job(request: Request, job_id: JobId, store: StoreDep):
+    """Status, steps done, last loss, timestamps, error message and spec."""
+    return job_out(store, total_steps_of(request), load_job(store, job_id))
+
+
+@router.get("/{job_id}/transitions", response_model=TransitionList, responses={**NOT_FOUND, **INVALID},
+            summary="A job's state changes")
+def transitions(job_id: JobId, store: StoreDep):
+    """Every state change of the job, oldest first, with its time and reason."""
+    return {"transitions": store.job_events(job_id)}
+
+
+# --- change --------------------------------------------------------------------------------------------
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT, **INVALID},
+             summary="Cancel a job")
+def cancel_job(request: Request, job_id: JobId, store: StoreDep, executor: ExecutorDep,
+               settings: SettingsDep):
+    """A queued, running or interrupted job becomes cancelled at once; a running one stops within a
+    training step (the answer waits for that, briefly). Its history up to then is kept."""
+    job = load_job(store, job_id)
+    if job["status"] in TERMINAL:
+        raise ApiError(409, f"job {job_id} is {job['status']}, a final state; only queued, running or "
+                            "interrupted jobs can be cancelled")
+    store.transition(job_id, "cancelled", reason="cancelled by request")  # a race: JobStateError, 409
+    executor.cancel(job_id, timeout=settings.cancel_wait_seconds)
+    return job_out(store, total_steps_of(request), load_job(store, job_id))
+
+
+@router.post("/{job_id}/resume", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT, **INVALID},
+             summary="Resume an interrupted job")
+def resume_job(request: Request, job_id: JobId, store: StoreDep, executor: ExecutorDep):
+    """An interrupted job is queued again and continues from its last checkpoint; the history after
+    that checkpoint is recomputed, bit for bit what an uninterrupted run records."""
+    job = load_job(store, job_id)
+    if job["status"] != "interrupted":
+        raise ApiError(409, f"job {job_id} is {job['status']}; only interrupted jobs can be resumed")
+    store.transition(job_id, "queued", reason="resume requested")
+    executor.submit(job_id, resume=True)
+    return job_out(store, total_steps_of(request), load_job(store, job_id))
+
+
+@router.delete("/{job_id}", status_code=204, response_class=Response,
+               responses={**NOT_FOUND, **CONFLICT, **INVALID}, summary="Delete a finished job")
+def delete_job(job_id: JobId, store: StoreDep):
+    """Remove a succeeded, failed or cancelled job and everything it recorded."""
+    job = load_job(store, job_id)
+    if job["status"] not in TERMINAL:
+        raise ApiError(409, f"job {job_id} is {job['status']}; only finished jobs (succeeded, failed, "
+                            "cancelled) can be deleted - cancel it first")
+    store.delete_job(job_id)
+    return Response(status_code=204)

@@ -1,0 +1,75 @@
+"""What a job is, independent of where it is kept: its statuses and the changes between them, the
+questions every front end asks before acting (can it be cancelled, resumed, deleted?), the series
+recorded per step, and a checkpoint.
+
+The CLI, the REST API and the store all ask this module, so they agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+# A job's process is finished with it: terminal, or interrupted (resumable).
+ENDED = TERMINAL | {"interrupted"}
+# Allowed status changes; terminal states have none.
+TRANSITIONS = {
+    "queued": {"running", "cancelled", "failed"},
+    "running": {"succeeded", "failed", "cancelled", "interrupted"},
+    "interrupted": {"queued", "running", "cancelled", "failed"},
+}
+
+MAX_ID = 2**63 - 1  # job and dataset ids are signed 64-bit integers
+
+# Series kept per step in `history` and per (parameter, step) in `param_stats`, in column order.
+HISTORY_SERIES = ("loss", "lr", "grad_norm", "val_loss", "val_accuracy")
+STAT_SERIES = ("norm", "mean", "std", "min", "max", "nonfinite")
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to resume at ``step``: arrays (parameters, optimizer state ...) and
+    JSON-able ``meta`` (RNG state, counters ...)."""
+
+    step: int
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+
+# --- what may be done to a job, by status ---------------------------------------------------------------
+# A queued job is waiting for its server's executor (which starts it when the server starts), so it is
+# not resumable: a resume would run it twice. Only an interrupted job continues from its checkpoint.
+
+CANCELLABLE = frozenset({"queued", "running", "interrupted"})
+RESUMABLE = frozenset({"interrupted"})
+DELETABLE = TERMINAL
+
+
+def can_cancel(status: str) -> bool:
+    return status in CANCELLABLE
+
+
+def can_resume(status: str) -> bool:
+    return status in RESUMABLE
+
+
+def can_delete(status: str) -> bool:
+    return status in DELETABLE
+
+
+def refusal(action: str, job_id: int, status: str) -> str:
+    """Why ``action`` ("cancel", "resume" or "delete") is refused for a job in ``status``: the one
+    message every front end shows."""
+    if action == "cancel":
+        return (f"job {job_id} is {status}, a final state; only queued, running or interrupted jobs "
+                "can be cancelled")
+    if action == "resume":
+        hint = " (it starts when its server does)" if status == "queued" else ""
+        return f"job {job_id} is {status}{hint}; only interrupted jobs can be resumed"
+    if action == "delete":
+        return (f"job {job_id} is {status}; only finished jobs (succeeded, failed, cancelled) can be "
+                "deleted - cancel it first")
+    raise ValueError(f"action: expected cancel, resume or delete, got {action!r}")

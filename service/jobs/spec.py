@@ -1,0 +1,515 @@
+"""The job spec: one JSON document that the CLI reads from a file and the REST service accepts.
+
+    {"name": "seed",
+     "model": {"layers": [{"units": 1, "activation": "relu"}, {"units": 1, "activation": "relu"}],
+               "init": {"w1": [[2.0]], "b1": [0.0], "w2": [[3.0]], "b2": [1.0]}},
+     "data": {"x": [[1.0]], "y": [[5.0]]},
+     "loss": "half_squared_error",
+     "optimizer": {"name": "sgd", "lr": 0.1},
+     "steps": 100}
+
+Validation happens in two layers. The pydantic models check each field on its own; :func:`make_plan`
+checks what needs the data (input width, label ranges, shapes of explicit init values, limits) and
+derives everything the trainer needs. For inline and built-in data the model validator runs
+:func:`make_plan` at once, so a bad spec fails at submission; CSV files and uploaded datasets are
+checked when they are loaded. Every error carries the path of the field it is about, e.g.
+``model.init.w1: expected shape (1, 1), got (2,)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from service.config import settings
+from service.jobs import data as datasets
+from service.jobs.data import DataError, Dataset
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "linear")
+LOSSES = ("half_squared_error", "mse", "cross_entropy", "binary_cross_entropy")
+PARAM_NAME = re.compile(r"^[wb][1-9][0-9]*$")
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+class SpecError(ValueError):
+    """A spec that cannot run; ``errors`` is a list of {"loc": [...], "msg": ...}."""
+
+    def __init__(self, errors: list[dict]):
+        self.errors = errors
+        super().__init__("; ".join(f"{format_loc(e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
+                                   for e in errors))
+
+
+def format_loc(loc) -> str:
+    """("model", "layers", 0, "units") -> "model.layers[0].units"."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# --- model -----------------------------------------------------------------------------------------
+
+
+class Layer(_Strict):
+    units: int = Field(ge=1, description="Output width of this layer.")
+    activation: Literal["relu", "tanh", "sigmoid", "leaky_relu", "linear"] = "relu"
+
+
+class Init(BaseModel):
+    """A scheme for every parameter not given explicitly; explicit values (w1, b1, ...) win."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False,
+                              json_schema_extra={"additionalProperties": {"type": "array"}})
+    scheme: Literal["he", "xavier", "normal"] = "he"
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _explicit_values(self):
+        errors = []
+        for name, value in (self.model_extra or {}).items():
+            if not PARAM_NAME.match(name):
+                errors.append(((name,), "unknown key; expected scheme, seed or parameter names w1, b1, "
+                                        "w2, b2, ..."))
+                continue
+            try:
+                arr = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                errors.append(((name,), "must be a number or nested lists of numbers with equal lengths"))
+                continue
+            if not np.all(np.isfinite(arr)):
+                errors.append(((name,), "values must be finite"))
+        if errors:
+            raise _validation_error("Init", errors)
+        return self
+
+    def values(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v, dtype=np.float64) for k, v in (self.model_extra or {}).items()}
+
+
+class ModelSpec(_Strict):
+    layers: list[Layer] = Field(min_length=1)
+    init: Init = Field(default_factory=Init)
+
+
+# --- data --------------------------------------------------------------------------------------------
+
+
+class InlineData(_Strict):
+    x: list[list[float]] = Field(description="Rows of input features.")
+    y: list[list[float]] | list[float] = Field(
+        description="Rows of targets; for cross_entropy one column (or a flat list) of class labels.")
+
+
+class CsvData(_Strict):
+    csv: str = Field(min_length=1, description="Path of a CSV file (CLI only).")
+    targets: int = Field(1, ge=1, description="How many trailing columns are targets.")
+
+
+class DatasetRef(_Strict):
+    dataset_id: int | str = Field(description="An uploaded dataset (REST service).")
+
+
+class _Builtin(_Strict):
+    seed: Seed = 0
+
+    def generate(self):
+        return datasets.generate(self.dataset, **self.model_dump(exclude={"dataset"}))
+
+    def values_count(self) -> int:
+        return self.n * 3
+
+
+class XorData(_Builtin):
+    dataset: Literal["xor"]
+    n: int = Field(4, ge=1)
+    noise: float = Field(0.0, ge=0)
+
+
+class MoonsData(_Builtin):
+    dataset: Literal["moons"]
+    n: int = Field(200, ge=2)
+    noise: float = Field(0.1, ge=0)
+
+
+class SpiralsData(_Builtin):
+    dataset: Literal["spirals"]
+    n: int = Field(300, ge=2)
+    classes: int = Field(3, ge=2, le=1000)
+    noise: float = Field(0.2, ge=0)
+
+
+class SineData(_Builtin):
+    dataset: Literal["sine"]
+    n: int = Field(200, ge=1)
+    noise: float = Field(0.0, ge=0)
+
+    def values_count(self) -> int:
+        return self.n * 2
+
+
+class LinearData(_Builtin):
+    dataset: Literal["linear"]
+    n: int = Field(100, ge=1)
+    features: int = Field(1, ge=1)
+    outputs: int = Field(1, ge=1)
+    noise: float = Field(0.1, ge=0)
+
+    def values_count(self) -> int:
+        return self.n * (self.features + self.outputs)
+
+
+BUILTIN_DATA = {m.model_fields["dataset"].annotation.__args__[0]: m
+                for m in (XorData, MoonsData, SpiralsData, SineData, LinearData)}
+DataSpec = InlineData | CsvData | DatasetRef | XorData | MoonsData | SpiralsData | SineData | LinearData
+
+
+DATA_FORMS = '{"x": [...], "y": [...]}, {"dataset": NAME, ...}, {"csv": PATH} or {"dataset_id": ID}'
+
+
+def _pick_data_model(value):
+    """Choose the data model from the keys present, so errors speak about that one model."""
+    if not isinstance(value, dict):
+        if isinstance(value, BaseModel):
+            return value  # already validated (a JobSpec built in code)
+        raise _validation_error("data", [((), "must be an object: " + DATA_FORMS)])
+    if "dataset" in value:
+        name = value["dataset"]
+        if not isinstance(name, str) or name not in BUILTIN_DATA:
+            raise _validation_error("data", [(("dataset",), f"unknown dataset {name!r}; choose from "
+                                                            f"{', '.join(BUILTIN_DATA)}")])
+        return BUILTIN_DATA[name].model_validate(value)
+    for key, model in (("csv", CsvData), ("dataset_id", DatasetRef), ("x", InlineData), ("y", InlineData)):
+        if key in value:
+            return model.model_validate(value)
+    raise _validation_error("data", [((), "expected " + DATA_FORMS)])
+
+
+# --- optimizer and validation --------------------------------------------------------------------------
+
+
+class OptimizerSpec(BaseModel):
+    """``name`` from the optim registry plus that optimizer's hyperparameters, an optional
+    ``schedule`` and gradient clipping, exactly as ``optim.create`` takes them."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    name: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_to_registry(self):
+        errors = _optimizer_errors(self.name, self.hyperparameters())
+        if errors:
+            raise _validation_error("OptimizerSpec", errors)
+        return self
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Validation(_Strict):
+    fraction: float = Field(gt=0, lt=1, description="Share of rows held out (seeded by the job's seed).")
+    every: int = Field(1, ge=1, description="Evaluate validation loss every this many steps.")
+
+
+# --- the job -------------------------------------------------------------------------------------------
+
+
+class JobSpec(_Strict):
+    name: str = Field("job", min_length=1, max_length=200)
+    model: ModelSpec
+    data: DataSpec
+    loss: Literal["half_squared_error", "mse", "cross_entropy", "binary_cross_entropy"] = "half_squared_error"
+    optimizer: OptimizerSpec
+    steps: int | None = Field(None, ge=1, description="Updates to make (or give epochs).")
+    epochs: int | None = Field(None, ge=1, description="Passes over the training rows (or give steps).")
+    batch_size: int | None = Field(None, ge=1, description="Rows per step; default: all of them.")
+    shuffle: bool = Field(True, description="Reshuffle the rows every epoch when batch_size is set.")
+    seed: Seed = Field(0, description="Seeds the shuffling and the validation split.")
+    dtype: Literal["float64", "float32"] = "float64"
+    snapshot_every: int | None = Field(None, ge=1, description="Full gradient and parameter snapshots "
+                                       "every K steps; default every step up to 10,000 parameters.")
+    checkpoint_every: int | None = Field(None, ge=1, description="Resumable checkpoints every K steps.")
+    validation: Validation | None = None
+
+    _plan: Plan | None = PrivateAttr(None)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_model(cls, value):
+        return _pick_data_model(value)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        errors = []
+        if (self.steps is None) == (self.epochs is None):
+            errors.append((("steps",), "give exactly one of steps or epochs"))
+        limits = settings()
+        if len(self.model.layers) > limits.max_layers:
+            errors.append((("model", "layers"), f"{len(self.model.layers)} layers exceed the limit of "
+                                                f"{limits.max_layers} (GRADBOOK_MAX_LAYERS)"))
+        for i, layer in enumerate(self.model.layers):
+            if layer.units > limits.max_units:
+                errors.append((("model", "layers", i, "units"), f"{layer.units} exceeds the limit of "
+                                                                f"{limits.max_units} (GRADBOOK_MAX_UNITS)"))
+        if isinstance(self.data, _Builtin) and self.data.values_count() > limits.max_data_values:
+            errors.append((("data", "n"), f"{self.data.n} rows make {self.data.values_count():,} values, "
+                                          f"over the limit of {limits.max_data_values:,} "
+                                          "(GRADBOOK_MAX_DATA_VALUES)"))
+        if errors:
+            raise _validation_error("JobSpec", errors)
+        if isinstance(self.data, InlineData | _Builtin):
+            try:
+                self._plan = make_plan(self)
+            except SpecError as e:
+                raise _validation_error("JobSpec", [(tuple(err["loc"]), err["msg"]) for err in e.errors]) \
+                    from None
+        return self
+
+    @property
+    def n_out(self) -> int:
+        return self.model.layers[-1].units
+
+
+# --- the plan: what a spec means once its data is known ----------------------------------------------
+
+
+@dataclass
+class Plan:
+    spec: JobSpec
+    train: Dataset
+    val: Dataset | None
+    sizes: list[int]          # [input width, units of each layer]
+    n_params: int
+    batch_size: int
+    batches_per_epoch: int
+    total_steps: int
+    snapshot_every: int
+    checkpoint_every: int
+    checkpoint_seconds: float  # least time between checkpoints (0 when the spec sets checkpoint_every)
+
+    @property
+    def dtype(self):
+        return np.dtype(self.spec.dtype)
+
+    def param_shapes(self) -> dict[str, tuple]:
+        shapes = {}
+        for i in range(1, len(self.sizes)):
+            shapes[f"w{i}"] = (self.sizes[i - 1], self.sizes[i])
+            shapes[f"b{i}"] = (self.sizes[i],)
+        return shapes
+
+
+def load_data(spec: JobSpec, resolve_dataset=None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw (x, y) of the spec's data. ``resolve_dataset(id) -> (x, y)`` serves uploaded datasets."""
+    data = spec.data
+    if isinstance(data, InlineData):
+        return data.x, data.y
+    if isinstance(data, _Builtin):
+        return data.generate()
+    if isinstance(data, CsvData):
+        return datasets.read_csv(data.csv, data.targets)
+    if resolve_dataset is None:
+        raise DataError(("data", "dataset_id"), "uploaded datasets are only available through the REST "
+                                                "service; use inline data, a built-in dataset or a CSV file")
+    return resolve_dataset(data.dataset_id)
+
+
+def make_plan(spec: JobSpec, resolve_dataset=None) -> Plan:
+    """Load the data, check everything that depends on it, and derive the training schedule.
+    Raises :class:`SpecError` naming the field at fault."""
+    if spec._plan is not None:
+        return spec._plan
+    limits = settings()
+    try:
+        x, y = load_data(spec, resolve_dataset)
+        data = datasets.check_arrays(x, y, spec.loss, spec.n_out, np.dtype(spec.dtype))
+    except DataError as e:
+        raise SpecError([{"loc": list(e.loc), "msg": e.msg}]) from None
+    errors: list[dict] = []
+
+    def fail(loc, msg):
+        errors.append({"loc": list(loc), "msg": msg})
+
+    n_values = data.x.size + data.y.size
+    if n_values > limits.max_data_values:
+        fail(("data",), f"{n_values:,} values exceed the limit of {limits.max_data_values:,} "
+                        "(GRADBOOK_MAX_DATA_VALUES)")
+    sizes = [data.x.shape[1]] + [layer.units for layer in spec.model.layers]
+    n_params = sum(sizes[i - 1] * sizes[i] + sizes[i] for i in range(1, len(sizes)))
+    if n_params > limits.max_params:
+        fail(("model", "layers"), f"the model has {n_params:,} parameters, over the limit of "
+                                  f"{limits.max_params:,} (GRADBOOK_MAX_PARAMS)")
+    shapes = {}
+    for i in range(1, len(sizes)):
+        shapes[f"w{i}"] = (sizes[i - 1], sizes[i])
+        shapes[f"b{i}"] = (sizes[i],)
+    for name, value in spec.model.init.values().items():
+        if name not in shapes:
+            fail(("model", "init", name), f"this model has parameters {', '.join(shapes)}")
+        elif value.shape != shapes[name]:
+            fail(("model", "init", name), f"expected shape {shapes[name]}, got {value.shape}")
+
+    n = data.x.shape[0]
+    train, val = data, None
+    if spec.validation is not None:
+        train_idx, val_idx = datasets.split(n, spec.validation.fraction, spec.seed)
+        if len(val_idx) == 0 or len(train_idx) == 0:
+            fail(("validation", "fraction"), f"{spec.validation.fraction:g} of {n} rows leaves "
+                                             f"{len(train_idx)} for training and {len(val_idx)} for "
+                                             "validation; both need at least one")
+        else:
+            train = Dataset(data.x[train_idx], data.y[train_idx])
+            val = Dataset(data.x[val_idx], data.y[val_idx])
+    n_train = train.x.shape[0]
+    batch_size = spec.batch_size or n_train
+    if batch_size > n_train:
+        fail(("batch_size",), f"{batch_size} is more than the {n_train} training rows")
+    batches_per_epoch = math.ceil(n_train / batch_size)
+    total = spec.steps if spec.steps is not None else (spec.epochs or 0) * batches_per_epoch
+    if total > limits.max_steps:
+        where = "steps" if spec.steps is not None else "epochs"
+        fail((where,), f"{total:,} steps exceed the limit of {limits.max_steps:,} (GRADBOOK_MAX_STEPS)")
+    if errors:
+        raise SpecError(errors)
+    return Plan(spec=spec, train=train, val=val, sizes=sizes, n_params=n_params, batch_size=batch_size,
+                batches_per_epoch=batches_per_epoch, total_steps=total,
+                snapshot_every=spec.snapshot_every or default_snapshot_every(n_params),
+                checkpoint_every=spec.checkpoint_every or limits.checkpoint_every,
+                checkpoint_seconds=0.0 if spec.checkpoint_every else limits.checkpoint_seconds)
+
+
+def default_snapshot_every(n_params: int) -> int:
+    """Every step up to GRADBOOK_SMALL_MODEL_PARAMS parameters; beyond, every K steps with K the
+    smallest of 1, 2, 5 x 10^k that is at least GRADBOOK_LARGE_SNAPSHOT_EVERY and n_params / 500, so
+    that snapshots (gradients and parameters) average at most about 1,000 stored values a step:
+    8 KB a step, 8 GB over a million steps, whatever the model's size."""
+    limits = settings()
+    if n_params <= limits.small_model_params:
+        return 1
+    want = max(limits.large_snapshot_every, math.ceil(n_params / 500))
+    k = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * k >= want:
+                return m * k
+        k *= 10
+
+
+# --- parsing with friendly errors ----------------------------------------------------------------------
+
+
+def parse_spec(doc: Any) -> JobSpec:
+    """Validate a spec document (a dict from JSON); raise :class:`SpecError` naming each bad field."""
+    if not isinstance(doc, dict):
+        raise SpecError([{"loc": [], "msg": f"a job spec is a JSON object, got {type(doc).__name__}"}])
+    try:
+        return JobSpec.model_validate(doc)
+    except ValidationError as e:
+        raise SpecError(friendly_errors(e)) from None
+
+
+def friendly_errors(e: ValidationError) -> list[dict]:
+    """pydantic's errors as {"loc", "msg"} in our words, each (loc, msg) once."""
+    out = []
+    for err in e.errors(include_url=False):
+        loc = list(err["loc"])
+        keep_last = err["type"] == "extra_forbidden"  # there the last part is the user's own key
+        loc = [p for p in loc[:len(loc) - keep_last] if p not in _UNION_TAGS] + loc[len(loc) - keep_last:]
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if {"loc": loc, "msg": msg} not in out:
+            out.append({"loc": loc, "msg": msg})
+    return out
+
+
+# pydantic names the member of a union in the location ("data.y.list[float]"); users never see those
+_UNION_TAGS = {"list[list[float]]", "list[float]", "int", "str"} | {m.__name__ for m in DataSpec.__args__}
+
+
+def _validation_error(title: str, errors: list[tuple[tuple, str]]) -> ValidationError:
+    """A pydantic ValidationError whose entries carry our own locations and plain messages."""
+    return ValidationError.from_exception_data(title, [
+        InitErrorDetails(type=PydanticCustomError("invalid_spec", msg), loc=loc, input=None)
+        for loc, msg in errors
+    ])
+
+
+# --- optimizer registry ---------------------------------------------------------------------------------
+
+
+def _optimizer_errors(name: str, hyper: dict) -> list[tuple[tuple, str]]:
+    """Check name and hyperparameters against the optim registry by building the optimizer over a
+    one-element dummy parameter: exactly the rules ``optim.create`` applies, nothing duplicated."""
+    import autodiff as ad
+    import optim
+
+    known = [entry["name"] for entry in optim.available()]
+    if name not in known:
+        return [(("name",), f"unknown optimizer {name!r}; choose from {', '.join(known)}")]
+    try:
+        optim.create(name, {"p": ad.Tensor(np.zeros(1), requires_grad=True)}, **hyper)
+    except optim.HyperparameterError as e:
+        field = tuple((e.name or "").split(".")) if e.name else ()
+        if str(e).startswith("schedule") and field[:1] != ("schedule",):
+            field = ("schedule",) + field
+        return [(field, str(e))]
+    except (ValueError, TypeError) as e:
+        return [((), str(e))]
+    return []
+
+
+# --- the job as the CLI's --json and the REST API show it -----------------------------------------------
+
+
+class JobView(BaseModel):
+    id: int
+    name: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+    steps_done: int
+    total_steps: int | None = None
+    last_loss: float | None = Field(None, description="Loss of the last recorded step; null if not finite.")
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    param_names: list[str] | None = None
+    spec: dict
+
+
+def job_view(job: dict) -> dict:
+    """A store job dict as JSON-ready data (ISO timestamps, non-finite losses as null)."""
+    spec = job.get("spec") or {}
+    last = job.get("last_loss")
+    view = JobView(
+        id=job["id"], name=job["name"], status=job["status"], steps_done=job.get("steps_done") or 0,
+        total_steps=spec.get("steps") if isinstance(spec, dict) else None,
+        last_loss=last if last is not None and math.isfinite(last) else None,
+        created_at=job.get("created_at"), started_at=job.get("started_at"),
+        finished_at=job.get("finished_at"), error=job.get("error"), param_names=job.get("param_names"),
+        spec=spec,
+    )
+    return view.model_dump(mode="json")

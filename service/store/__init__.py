@@ -1,0 +1,8 @@
+"""The history store: jobs, their per-step book, snapshots, checkpoints and uploaded datasets, in
+one SQL database behind one ``Store`` interface. The schema changes only through the Alembic
+migrations in ``migrations/``."""
+
+from service.store.errors import IdempotencyConflict, JobNotFound, JobStateError, StoreError, UnknownParam
+from service.store.facade import Store
+
+__all__ = ["IdempotencyConflict", "JobNotFound", "JobStateError", "Store", "StoreError", "UnknownParam"]

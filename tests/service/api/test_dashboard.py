@@ -1,0 +1,138 @@
+"""The dashboard's files as the server hands them out: index at /, static files with the right types,
+nothing outside the static folder, vendored code with its license, and no reference to any other host."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from service.api import dashboard
+
+STATIC = Path(dashboard.__file__).parent / "static"
+FILES = sorted(p for p in STATIC.rglob("*") if p.is_file())
+TEXT_SUFFIXES = {".html", ".js", ".css", ".svg", ".json", ".txt", ""}
+
+
+@pytest.fixture(scope="module")
+def client():
+    app = FastAPI()
+    app.include_router(dashboard.router)
+    return TestClient(app)
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(STATIC).as_posix()
+
+
+def test_index_is_the_dashboard_page(client):
+    r = client.get("/")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "text/html; charset=utf-8"
+    assert '<main id="app">' in r.text
+    assert '<script type="module" src="/ui/js/app.js">' in r.text
+
+
+@pytest.mark.parametrize(("suffix", "content_type"), [
+    (".html", "text/html; charset=utf-8"),
+    (".js", "text/javascript; charset=utf-8"),
+    (".css", "text/css; charset=utf-8"),
+    (".svg", "image/svg+xml"),
+])
+def test_static_files_are_served_with_their_type(client, suffix, content_type):
+    files = [p for p in FILES if p.suffix == suffix]
+    assert files, f"no {suffix} file in the dashboard"
+    for path in files:
+        r = client.get(f"/ui/{rel(path)}")
+        assert r.status_code == 200, rel(path)
+        assert r.headers["content-type"] == content_type, rel(path)
+        assert r.content == path.read_bytes()
+
+
+@pytest.mark.parametrize("path", [
+    "/ui/../dashboard.py", "/ui/%2e%2e/dashboard.py", "/ui/..%2fdashboard.py", "/ui/js/../../dashboard.py",
+    "/ui/", "/ui/js", "/ui/nothing-here.js", "/ui/%2fetc%2fpasswd",
+])
+def test_nothing_outside_the_static_files_is_served(client, path):
+    r = client.get(path)
+    assert r.status_code == 404
+    assert "import" not in r.text  # certainly not Python source
+
+
+def test_every_file_the_pages_load_exists():
+    """index.html's /ui/ references and every relative ES-module import resolve to a real file
+    (a typo would only show as a blank page in the browser)."""
+    index = (STATIC / "index.html").read_text()
+    refs = re.findall(r'(?:src|href)="/ui/([^"]+)"', index)
+    assert "js/app.js" in refs and "vendor/uplot/uPlot.iife.min.js" in refs
+    for ref in refs:
+        assert (STATIC / ref).is_file(), ref
+    modules = [p for p in FILES if p.suffix == ".js" and "vendor" not in p.parts]
+    assert len(modules) >= 8
+    for module in modules:
+        for spec in re.findall(r'^\s*(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"', module.read_text(), re.M):
+            assert spec.startswith("."), f"{rel(module)} imports {spec!r}: only relative imports work offline"
+            assert (module.parent / spec).resolve().is_file(), f"{rel(module)} imports missing {spec}"
+
+
+def test_vendored_uplot_carries_its_license():
+    vendor = STATIC / "vendor" / "uplot"
+    license_text = (vendor / "LICENSE").read_text()
+    assert "MIT License" in license_text and "Leon Sorokin" in license_text
+    banner = (vendor / "uPlot.iife.min.js").read_text()[:100]
+    assert re.match(r"/\*! https://github\.com/leeoniya/uPlot \(v1\.6\.\d+\) \*/", banner)
+    for folder in (STATIC / "vendor").iterdir():
+        assert (folder / "LICENSE").is_file(), f"vendor/{folder.name} has no LICENSE"
+
+
+# Allowed mentions of a URL that the browser never fetches: XML namespace names, and the
+# "/*! https://github.com/... */" provenance banner that minified vendor files keep.
+NAMESPACES = re.compile(r"http://www\.w3\.org/(2000/svg|1999/xlink|1999/xhtml)")
+BANNER = re.compile(r"/\*!.*?\*/", re.S)
+EXTERNAL = re.compile(r"""(?ix)
+    [a-z][a-z0-9+.-]*://          # any scheme with an authority: http://, https://, ws://, ftp://
+  | ["'(=]\s*//[a-z0-9]           # protocol-relative: src="//cdn..." or url(//...)
+  | @import\s+(url\()?["']?(?!/ui/|\.)  # a stylesheet from elsewhere
+""")
+
+
+@pytest.mark.parametrize(("text", "external"), [
+    ('<script src="https://cdn.example.com/x.js">', True),
+    ('<link href="//fonts.example.com/a.css">', True),
+    ("background: url(//example.com/a.png)", True),
+    ('fetch("http://10.0.0.1/jobs")', True),
+    ('new WebSocket("wss://example.com")', True),
+    ("@import 'https://example.com/a.css';", True),
+    ('<script src="/ui/js/app.js">', False),
+    ('import { h } from "./dom.js";', False),
+    ("const x = a // b;", False),
+    ('createElementNS("http://www.w3.org/2000/svg", "svg")', False),
+])
+def test_the_host_check_tells_local_from_external(text, external):
+    assert (EXTERNAL.search(NAMESPACES.sub("", text)) is not None) is external
+
+
+@pytest.mark.parametrize("path", [p for p in FILES if p.suffix in TEXT_SUFFIXES and p.name != "LICENSE"],
+                         ids=rel)
+def test_no_file_refers_to_another_host(path):
+    text = path.read_text(encoding="utf-8")
+    text = NAMESPACES.sub("", text)
+    if "vendor" in path.parts:
+        text = BANNER.sub("", text)
+    found = EXTERNAL.search(text)
+    context = "" if found is None else text[max(0, found.start() - 60):found.end() + 60]
+    assert found is None, f"{rel(path)} refers to another host: ...{context}..."
+
+
+def test_the_service_app_serves_the_dashboard():
+    from service.api.app import create_app
+
+    client = TestClient(create_app())  # no `with`: the app's workers and database are not started
+    r = client.get("/")
+    assert r.status_code == 200 and '<main id="app">' in r.text
+    assert client.get("/ui/app.css").headers["content-type"] == "text/css; charset=utf-8"
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/jobs" in paths and "/" not in paths and not any(p.startswith("/ui") for p in paths)
