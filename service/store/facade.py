@@ -87,6 +87,7 @@ def _job_dict(row, include_spec: bool = True) -> dict:
         "name": row.name,
         "status": row.status,
         "steps_done": row.steps_done,
+        "total_steps": row.total_steps,
         "last_loss": row.last_loss,
         "error": row.error,
         "owner": row.owner,
@@ -181,9 +182,11 @@ class Store:
         param_names: list[str] | None = None,
         status: str = "queued",
         idempotency_key: str | None = None,
+        total_steps: int | None = None,
     ) -> int:
         """A new job; with ``idempotency_key``, the job already made with that key and an equal spec
-        (a different spec raises IdempotencyConflict)."""
+        (a different spec raises IdempotencyConflict). ``total_steps``: the plan's, stored so that
+        showing progress never re-plans the job (None: unknown)."""
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ValueError(f"name: expected a non-empty string of at most 200 characters, got {name!r}")
         spec_text = _spec_json(spec)
@@ -192,6 +195,9 @@ class Store:
             raise ValueError(f"status: a new job is 'queued' or 'running', got {status!r}")
         if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
             raise ValueError(f"idempotency_key: expected a non-empty string, got {idempotency_key!r}")
+        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
+                                        or total_steps < 1):
+            raise ValueError(f"total_steps: expected a positive integer or None, got {total_steps!r}")
         for attempt in range(2):
             try:
                 with self.engine.begin() as conn:
@@ -213,6 +219,7 @@ class Store:
                             spec=spec_text,
                             param_names=names,
                             steps_done=0,
+                            total_steps=total_steps,
                             idempotency_key=idempotency_key,
                             created_at=now,
                             updated_at=now,

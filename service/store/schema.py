@@ -73,6 +73,7 @@ class Job(Base):
     spec: Mapped[str] = mapped_column(Text)  # the job spec as JSON text
     param_names: Mapped[str | None] = mapped_column(Text)  # JSON list; index i names param_stats.param i
     steps_done: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int | None] = mapped_column(Integer)  # from the plan at submission (0005)
     last_loss: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     owner: Mapped[str | None] = mapped_column(String(300))  # "pid@hostname" of the running process

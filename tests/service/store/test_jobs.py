@@ -29,8 +29,20 @@ def test_new_job_is_queued_and_json_able(store):
     assert job["id"] == job_id and job["status"] == "queued" and job["steps_done"] == 0
     assert job["spec"] == SPEC and job["param_names"] == ["w1", "b1"]
     assert job["last_loss"] is None and job["started_at"] is None and job["finished_at"] is None
+    assert job["total_steps"] is None  # not given: unknown
     assert datetime.fromisoformat(job["created_at"]).tzinfo is not None
     assert store.get_job(job_id + 1) is None
+
+
+def test_total_steps_given_at_submission_is_in_every_job_dict(store):
+    job_id = store.create_job("seed", SPEC, total_steps=3)
+    assert store.get_job(job_id)["total_steps"] == 3
+    store.transition(job_id, "running")
+    store.transition(job_id, "succeeded")
+    assert store.get_job(job_id)["total_steps"] == 3
+    assert store.list_jobs()[0]["total_steps"] == 3
+    assert store.list_jobs(include_spec=False)[0]["total_steps"] == 3
+    assert store.list_jobs(status="succeeded")[0]["total_steps"] == 3
 
 
 @pytest.mark.parametrize(
@@ -41,6 +53,9 @@ def test_new_job_is_queued_and_json_able(store):
         ({"name": "x", "spec": {"a": float("nan")}}, "spec"),
         ({"name": "x", "spec": SPEC, "param_names": ["w", "w"]}, "param_names"),
         ({"name": "x", "spec": SPEC, "status": "succeeded"}, "status"),
+        ({"name": "x", "spec": SPEC, "total_steps": 0}, "total_steps"),
+        ({"name": "x", "spec": SPEC, "total_steps": 2.0}, "total_steps"),
+        ({"name": "x", "spec": SPEC, "total_steps": True}, "total_steps"),
     ],
 )
 def test_bad_job_input_names_the_field(store, kwargs, field):

@@ -2,6 +2,7 @@
 that many processes can race, and DDL/queries that render for PostgreSQL too."""
 
 import io
+import json
 import subprocess
 import sys
 
@@ -10,9 +11,10 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.dialects import postgresql
 
+from service.jobs import presets
 from service.store import Store
 from service.store import engine as db
 from service.store import rollup as rollup
@@ -43,11 +45,15 @@ def test_upgrade_from_empty_to_head_matches_the_models(tmp_path):
         engine.dispose()
 
 
-def _downgrade(engine, url: str, revision: str) -> None:
+def _migrate(engine, url: str, revision: str, up: bool = False) -> None:
     with engine.begin() as conn:
         config = db.alembic_config(url)
         config.attributes["connection"] = conn
-        command.downgrade(config, revision)
+        (command.upgrade if up else command.downgrade)(config, revision)
+
+
+def _downgrade(engine, url: str, revision: str) -> None:
+    _migrate(engine, url, revision)
 
 
 def test_downgrade_to_base_and_back(tmp_path):
@@ -242,3 +248,52 @@ def test_schema_and_queries_render_for_postgresql():
             block = group_part.split(",")[-1].strip()
             assert block.endswith(f"/ {rollup.block_size(level)}) * {rollup.block_size(level)}")
             assert block in select_part
+
+
+def test_revision_0005_backfills_total_steps_by_planning_each_spec(tmp_path):
+    """Jobs submitted before 0005 get the total steps their spec plans to now: from ``steps``, from
+    ``epochs`` times the batches of their data (an uploaded dataset read from the same database);
+    a spec that no longer plans keeps NULL. Their history is untouched, also by the downgrade."""
+    url = f"sqlite:///{tmp_path / 'total.db'}"
+    engine = db.make_engine(url)
+    try:
+        _migrate(engine, url, "0004", up=True)
+        epochs = {**presets.get("seed"), "steps": None, "epochs": 3, "batch_size": 4,
+                  "data": {"x": [[float(i)] for i in range(10)], "y": [[1.0]] * 10}}
+        uploaded = {**epochs, "data": {"dataset_id": 1}}
+        csv = "x,y\n" + "".join(f"{i},1\n" for i in range(6))
+        specs = {
+            "steps": presets.get("seed"),
+            "epochs": epochs,  # 3 epochs of ceil(10 / 4) batches
+            "uploaded": uploaded,  # 3 epochs of ceil(6 / 4) batches
+            "missing dataset": {**uploaded, "data": {"dataset_id": 7}},
+            "not a spec": {},
+            "CSV file gone": {**epochs, "data": {"csv": str(tmp_path / "gone.csv")}},
+        }
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO datasets (id, name, content, sha256, meta, created_at) "
+                              "VALUES (1, 'd', :content, 'x', '{\"targets\": 1}', '2026-01-01')"),
+                         {"content": csv.encode()})
+            for name, spec in specs.items():
+                conn.execute(text("INSERT INTO jobs (name, status, spec, steps_done, created_at, updated_at) "
+                                  "VALUES (:name, 'succeeded', :spec, 0, '2026-01-01', '2026-01-01')"),
+                             {"name": name, "spec": json.dumps(spec)})
+            conn.execute(text("INSERT INTO history (job_id, step, loss, nan_mask) VALUES (1, 0, 1.5, 0)"))
+    finally:
+        engine.dispose()
+    assert db.upgrade(url) == db.head_revision()
+    with Store(url) as store:
+        totals = {job["name"]: job["total_steps"] for job in store.list_jobs()}
+        assert store.history(1) == [{"step": 0, "loss": 1.5, "lr": None, "grad_norm": None,
+                                     "val_loss": None, "val_accuracy": None}]
+    assert totals == {"steps": 100, "epochs": 9, "uploaded": 6, "missing dataset": None, "not a spec": None,
+                      "CSV file gone": None}
+    engine = db.make_engine(url)
+    try:
+        _downgrade(engine, url, "0004")
+        assert "total_steps" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM history").scalar() == 1
+            assert conn.exec_driver_sql("SELECT count(*) FROM jobs").scalar() == len(specs)
+    finally:
+        engine.dispose()
