@@ -244,14 +244,16 @@ class Store:
     def list_jobs(
         self, status: str | None = None, limit: int = 100, offset: int = 0, include_spec: bool = True
     ) -> list[dict]:
-        """Jobs newest first, optionally only those in ``status``."""
+        """Jobs newest first, optionally only those in ``status``. Without ``include_spec`` the spec
+        column is not even read: one job's spec can be tens of megabytes."""
         if status is not None and status not in JOB_STATUSES:
             raise ValueError(f"status: expected one of {list(JOB_STATUSES)}, got {status!r}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise ValueError(f"limit: expected an integer from 1 to 10000, got {limit!r}")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ValueError(f"offset: expected a non-negative integer, got {offset!r}")
-        q = select(Job.__table__).order_by(Job.id.desc()).limit(limit).offset(offset)
+        columns = [c for c in Job.__table__.c if include_spec or c.name != "spec"]
+        q = select(*columns).order_by(Job.id.desc()).limit(limit).offset(offset)
         if status is not None:
             q = q.where(Job.status == status)
         with self._reader.begin() as conn:

@@ -2,12 +2,14 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 
 from service.store import Store
 from service.store.facade import IdempotencyConflict, JobNotFound, JobStateError, current_owner
@@ -132,6 +134,41 @@ def test_list_and_count_jobs(store):
         store.list_jobs(status="nope")
     with pytest.raises(ValueError, match="limit"):
         store.list_jobs(limit=0)
+
+
+def statements_of(store) -> list[str]:
+    """The SQL statements ``store`` runs from now on, as sent to the database."""
+    statements = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *args: statements.append(statement))
+    return statements
+
+
+def test_listing_without_specs_does_not_read_the_spec_column(store):
+    store.create_job("seed", SPEC, total_steps=3)
+    statements = statements_of(store)
+    [job] = store.list_jobs(include_spec=False)
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 1 and "FROM jobs" in selects[0]
+    assert not re.search(r"\bspec\b", selects[0]), selects[0]
+    assert "spec" not in job and job["total_steps"] == 3
+    statements.clear()
+    assert store.list_jobs()[0]["spec"] == SPEC  # asked for: read
+    assert re.search(r"\bspec\b", statements[-1])
+
+
+def test_listing_with_a_huge_spec_present_answers_every_job(store):
+    huge = {**SPEC, "data": {"x": "1" * 28_000_000}}  # as big as the inline data that made listing slow
+    ids = [store.create_job(f"j{i}", SPEC, total_steps=3) for i in range(2)]
+    ids.append(store.create_job("huge", huge, total_steps=5))
+    ids += [store.create_job(f"j{i}", SPEC) for i in range(2, 5)]
+    jobs = store.list_jobs(include_spec=False)
+    assert [j["id"] for j in jobs] == ids[::-1]
+    assert [(j["name"], j["total_steps"]) for j in jobs] == [
+        ("j4", None), ("j3", None), ("j2", None), ("huge", 5), ("j1", 3), ("j0", 3)]
+    assert all("spec" not in j and j["status"] == "queued" for j in jobs)
+    assert [j["id"] for j in store.list_jobs(include_spec=False, limit=2, offset=2)] == [ids[3], ids[2]]
+    assert store.get_job(ids[2])["spec"] == huge
 
 
 def test_idempotency_key_returns_the_same_job_or_conflicts(store):
