@@ -135,6 +135,15 @@ class WalCheckpointer:
         self._thread.join()
 
 
+def open_engine(url: str) -> tuple[Engine, WalCheckpointer | None]:
+    """The engine a store or a writer process writes through; on a SQLite file, with the
+    :class:`WalCheckpointer` that spares its commits the checkpoints (stop it before disposing)."""
+    if not is_file_sqlite(url):
+        return make_engine(url), None
+    engine = make_engine(url, wal_autocheckpoint=WRITER_AUTOCHECKPOINT_PAGES)
+    return engine, WalCheckpointer(engine)
+
+
 def reader(engine: Engine) -> Engine:
     """The same engine whose transactions are read-only (DEFERRED on SQLite: no write lock)."""
     return engine.execution_options(**{_READ_OPTION: True})

@@ -23,15 +23,7 @@ from service.domain import JOB_STATUSES, TERMINAL, TRANSITIONS, Checkpoint
 from service.store import read as query
 from service.store import rollup as rollup
 from service.store.arrays import decode_array
-from service.store.engine import (
-    WRITER_AUTOCHECKPOINT_PAGES,
-    WalCheckpointer,
-    database_url,
-    is_file_sqlite,
-    make_engine,
-    reader,
-    upgrade,
-)
+from service.store.engine import database_url, is_file_sqlite, open_engine, reader, upgrade
 from service.store.errors import IdempotencyConflict, JobNotFound, JobStateError, StoreError, UnknownParam
 from service.store.owner import current_owner, parse_owner, process_gone
 from service.store.schema import (
@@ -124,14 +116,15 @@ class Store:
     def __init__(self, url: str | None = None, *, migrate: bool = True, cache_size: int = 64):
         """``cache_size``: how many recent history/gradients results to keep (0: none)."""
         self.url = database_url(url)
-        background = is_file_sqlite(self.url)  # WAL checkpoints on a thread of ours, not in commits
-        pages = WRITER_AUTOCHECKPOINT_PAGES if background else None
-        self.engine = make_engine(self.url, wal_autocheckpoint=pages)
+        self.engine, self._checkpointer = open_engine(self.url)
         self._reader = reader(self.engine)
         self._results = query.ResultCache(cache_size)
         if migrate:
-            upgrade(self.url, engine=self.engine)
-        self._checkpointer = WalCheckpointer(self.engine) if background else None
+            try:
+                upgrade(self.url, engine=self.engine)
+            except BaseException:
+                self.close()
+                raise
 
     @property
     def shareable(self) -> bool:
@@ -422,8 +415,9 @@ class Store:
             self._set_param_names(conn, job, names)
             last = max_step(conn, job_id)
         if background_after is None or not self.shareable:
-            return HistoryWriter(self, job_id, names, last)
-        return HistoryWriter(self, job_id, names, last, owner=job.owner, background_after=background_after)
+            return HistoryWriter(self.engine, self.url, job_id, names, last)
+        return HistoryWriter(self.engine, self.url, job_id, names, last, owner=job.owner,
+                             background_after=background_after)
 
     def last_checkpoint(self, job_id: int) -> Checkpoint | None:
         c, a = CheckpointRow, StepArray

@@ -16,11 +16,10 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from service.config import settings
 from service.domain import HISTORY_SERIES, STAT_SERIES, Checkpoint
@@ -30,9 +29,6 @@ from service.store.engine import reader
 from service.store.schema import CheckpointRow, History, Job, ParamStat, StepArray
 from service.store.sql import executemany, rows
 from service.store.writer_process import WriterProcess, WriterProcessError
-
-if TYPE_CHECKING:
-    from service.store import Store
 
 log = logging.getLogger("gradbook.store")
 
@@ -132,7 +128,8 @@ class _NotOurs(Exception):
 
 
 class HistoryWriter:
-    """Buffers steps of one job and writes them in batches. Not thread-safe; one per running job.
+    """Buffers steps of one job and writes them in batches through ``engine`` (the database at
+    ``url``, which a writer process opens too). Not thread-safe; one per running job.
 
     ``owner`` ("pid@host"): write only while the job is running (or just cancelled) under that
     owner; otherwise a flush writes nothing and returns the job's status. A writer process needs
@@ -141,9 +138,10 @@ class HistoryWriter:
     :meth:`close` at the end to wait for its last write.
     """
 
-    def __init__(self, store: Store, job_id: int, param_names: list[str], last_step: int | None, *,
-                 owner: str | None = None, background_after: float | None = None):
-        self._store = store
+    def __init__(self, engine: Engine, url: str, job_id: int, param_names: list[str], last_step: int | None,
+                 *, owner: str | None = None, background_after: float | None = None):
+        self.engine = engine
+        self.url = url
         self.owner = owner
         self._background_after = background_after
         self._opened = time.monotonic()
@@ -265,7 +263,7 @@ class HistoryWriter:
             if time.monotonic() - self._opened < self._background_after:
                 return None
             try:
-                self._process = WriterProcess(self._store.url, self.job_id, self.param_names, self.owner)
+                self._process = WriterProcess(self.url, self.job_id, self.param_names, self.owner)
             except Exception as e:  # noqa: BLE001 - e.g. no fd passing on this OS: the loop writes, as before
                 log.warning("job %s: no writer process (%s); writing in the training process", self.job_id, e)
                 self._background_after = None
@@ -301,7 +299,7 @@ class HistoryWriter:
         return (batch if lost is None else lost.then(batch)), checkpoint or lost_checkpoint
 
     def _committed(self, batch: _Batch) -> bool:
-        with reader(self._store.engine).begin() as conn:
+        with reader(self.engine).begin() as conn:
             if batch.steps:
                 job = Job.__table__
                 done = conn.execute(select(job.c.steps_done).where(job.c.id == self.job_id)).scalar_one()
@@ -338,12 +336,12 @@ class HistoryWriter:
             return self._write(batch, checkpoint)
         except _NotOurs:
             job = Job.__table__
-            with reader(self._store.engine).begin() as conn:
+            with reader(self.engine).begin() as conn:
                 return conn.execute(select(job.c.status).where(job.c.id == self.job_id)).scalar_one()
 
     def _write(self, batch: _Batch, checkpoint: Checkpoint | None) -> str:
         job = Job.__table__
-        with self._store.engine.begin() as conn:
+        with self.engine.begin() as conn:
             tails = self._tails_if_current(conn)
             if batch.steps:
                 tails = self._write_rows(conn, batch, tails)

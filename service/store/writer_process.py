@@ -1,4 +1,5 @@
-"""A job's history written by a process of its own, so that training never waits on the database.
+"""The parent's end of a writer process: a job's history written by a process of its own, so that
+training never waits on the database (the child is service.store.writer_child).
 
 A flush in the training loop costs ~2-3% of a step's time on a 100k-parameter model (building rows,
 SQLite's inserts, the rollups), and it waits whenever another process holds the database's write
@@ -6,7 +7,7 @@ lock. A :class:`~service.store.write.HistoryWriter` made with ``background_after
 batches to a child process instead, once it has been open that long (a short job never pays the
 child's start-up):
 
-    parent (training loop)                    child (python -m service.store.writer_process FD)
+    parent (training loop)                    child (python -m service.store.writer_child FD)
     flush k:   send batch k          ---->    write batch k in one transaction
     flush k+1: receive k's result    <----    reply ("ok", job status) or ("error", message)
                send batch k+1        ---->    ...
@@ -25,18 +26,12 @@ writer's owner check): a later run that took the job over never gets a stale bat
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
-
-# The child runs at a lower priority: on a machine whose cores the training keeps busy (BLAS uses
-# them all), starting a Python process at full priority cost the training as much time as the
-# child's imports took (~0.5 s); at +10 it waits for idle moments, and its writes still keep up.
-NICE = 10
 
 
 class WriterProcessError(Exception):
@@ -65,7 +60,7 @@ class WriterProcess:
         path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         try:
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "service.store.writer_process", str(theirs.fileno())],
+                [sys.executable, "-m", "service.store.writer_child", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path},
             )
         finally:
@@ -150,46 +145,3 @@ class WriterProcess:
                 self._in_flight = None
                 raise WriterProcessError(self._broken, batch, checkpoint) from None
             raise
-
-
-def main(fd: int) -> None:
-    """The child: open the store, then write every batch received until None or end of file."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the terminal is the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    os.nice(NICE)  # the training process's work comes first, its own start-up included
-    from service.store import Store
-    from service.store.write import HistoryWriter
-
-    conn = Connection(fd)
-    try:
-        url, job_id, names, owner = conn.recv()
-    except EOFError:
-        return
-    store = Store(url, migrate=False)
-    try:
-        writer = HistoryWriter(store, job_id, names, None, owner=owner)
-        try:
-            conn.send(("ready",))
-        except OSError:  # the parent finished before we were ready
-            return
-        while True:
-            try:
-                message = conn.recv()
-            except EOFError:
-                break
-            if message is None:
-                break
-            try:
-                reply = ("ok", writer.write(*message))
-            except Exception as e:  # reported, and the parent writes the batch itself
-                reply = ("error", f"{type(e).__name__}: {e}")
-            try:
-                conn.send(reply)
-            except OSError:  # the parent is gone
-                break
-    finally:
-        store.close()
-
-
-if __name__ == "__main__":
-    main(int(sys.argv[1]))

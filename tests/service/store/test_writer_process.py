@@ -1,6 +1,6 @@
-"""A job's history written by a writer process (service.store.writer_process): the same book as one
-written in the training loop, a cancellation still seen, nothing lost when the process dies, and
-no write for a job that left the writer's owner."""
+"""A job's history written by a writer process (service.store.writer_process and writer_child): the
+same book as one written in the training loop, a cancellation still seen, nothing lost when the
+process dies, and no write for a job that left the writer's owner."""
 
 import faulthandler
 import os
@@ -172,7 +172,8 @@ def test_a_writer_writes_nothing_for_a_job_that_left_its_owner(store):
     stats = np.zeros((1, 6))
 
     def write(owner, step):
-        writer = HistoryWriter(store, job, ["w"], None if step == 0 else step - 1, owner=owner)
+        last = None if step == 0 else step - 1
+        writer = HistoryWriter(store.engine, store.url, job, ["w"], last, owner=owner)
         writer.add_step(step, 1.0, 0.1, 1.0, stats)
         return writer.flush()
 
