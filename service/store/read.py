@@ -13,6 +13,7 @@ value), ``last`` is the value at ``step_end``.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import OrderedDict
@@ -20,10 +21,10 @@ from collections import OrderedDict
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from service.domain import HISTORY_SERIES, STAT_SERIES
+from service.domain import HISTORY_SERIES, STAT_SERIES, Checkpoint
 from service.store import rollup as rollup
 from service.store.arrays import decode_array
-from service.store.schema import History, ParamStat, StepArray
+from service.store.schema import CheckpointRow, History, ParamStat, StepArray
 
 NAN = math.nan
 _H_COLUMNS = (*HISTORY_SERIES, "nan_mask")
@@ -169,6 +170,33 @@ def step(conn: Connection, job_id: int, step_number: int, param_names: list[str]
         if found:
             result[key] = found
     return result
+
+
+def snapshot_steps(conn: Connection, job_id: int, start: int, end: int | None, limit: int) -> list[int]:
+    """Steps in [start, end] that have a parameter snapshot, ascending."""
+    a = StepArray
+    q = select(a.step).distinct().where(a.job_id == job_id, a.kind == "param", a.step >= start)
+    if end is not None:
+        q = q.where(a.step <= end)
+    return list(conn.execute(q.order_by(a.step).limit(limit)).scalars())
+
+
+def last_checkpoint(conn: Connection, job_id: int) -> Checkpoint | None:
+    """The job's newest checkpoint, or None."""
+    c, a = CheckpointRow, StepArray
+    row = conn.execute(
+        select(c.step, c.meta).where(c.job_id == job_id).order_by(c.step.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    arrays = conn.execute(
+        select(a).where(a.job_id == job_id, a.step == row.step, a.kind == "checkpoint")
+    ).all()
+    return Checkpoint(
+        step=row.step,
+        arrays={r.name: decode_array(r.name, r.dtype, r.shape, r.data) for r in arrays},
+        meta=json.loads(row.meta),
+    )
 
 
 def export_columns(param_names: list[str]) -> list[str]:

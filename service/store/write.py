@@ -15,10 +15,9 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from service.config import settings
@@ -28,6 +27,7 @@ from service.store.arrays import encode_array
 from service.store.engine import reader
 from service.store.schema import CheckpointRow, History, Job, ParamStat, StepArray
 from service.store.sql import executemany, rows
+from service.store.times import now
 from service.store.writer_process import WriterProcess, WriterProcessError
 
 log = logging.getLogger("gradbook.store")
@@ -37,10 +37,6 @@ AUTOFLUSH_STEPS = 50_000
 # Where a writer with an owner still writes (see HistoryWriter): running, or cancelled while its
 # last batch was on the way.
 WRITABLE_STATUSES = ("running", "cancelled")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _step_number(step, what: str = "step") -> int:
@@ -95,7 +91,7 @@ def write_checkpoint(conn: Connection, job_id: int, checkpoint: Checkpoint) -> N
     a, c = StepArray, CheckpointRow
     conn.execute(delete(a).where(a.job_id == job_id, a.step == step, a.kind == "checkpoint"))
     conn.execute(delete(c).where(c.job_id == job_id, c.step == step))
-    conn.execute(insert(c), [dict(job_id=job_id, step=step, meta=meta, created_at=_now())])
+    conn.execute(insert(c), [dict(job_id=job_id, step=step, meta=meta, created_at=now())])
     executemany(conn, a.__table__, array_rows)
     newest = select(c.step).where(c.job_id == job_id).order_by(c.step.desc())
     kept = conn.execute(newest.limit(settings().keep_checkpoints)).scalars().all()
@@ -348,7 +344,7 @@ class HistoryWriter:
             executemany(conn, StepArray.__table__, batch.arrays)
             if checkpoint is not None:
                 write_checkpoint(conn, self.job_id, checkpoint)
-            progress = {"heartbeat_at": _now(), "updated_at": _now()}
+            progress = {"heartbeat_at": now(), "updated_at": now()}
             if batch.steps:
                 last_loss = batch.scalars[-1][0]
                 progress["steps_done"] = batch.steps[-1] + 1
@@ -424,6 +420,3 @@ class HistoryWriter:
                                                step_col, stats, tails.get("param_stats"))
         return new
 
-
-def max_step(conn: Connection, job_id: int) -> int | None:
-    return conn.execute(select(func.max(History.step)).where(History.job_id == job_id)).scalar()

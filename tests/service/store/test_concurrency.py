@@ -20,7 +20,8 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     import numpy as np
-    from service.store.facade import Store, Checkpoint
+    from service.domain import Checkpoint
+    from service.store import Store
 
     url, index, steps, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     while not __import__("os").path.exists(go):  # start all writers at the same moment

@@ -10,9 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from service.domain import Checkpoint
-from service.store import Store
+from service.store import JobStateError, Store
 from service.store import rollup as rollup
-from service.store.facade import JobStateError
 
 NAMES = ["w1", "b1"]
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from sqlalchemy import event
 
-from service.store import Store
-from service.store.facade import IdempotencyConflict, JobNotFound, JobStateError, current_owner
+from service.store import IdempotencyConflict, JobNotFound, JobStateError, Store
+from service.store.owner import current_owner
 
 SPEC = {"name": "seed", "steps": 3, "optimizer": {"name": "sgd", "lr": 0.1}}
 
@@ -226,9 +226,9 @@ def test_recover_orphans_sees_zombies(store):
 
 
 def test_delete_job_only_when_finished_and_removes_everything(store, monkeypatch):
-    import service.store.facade as store_module
+    import service.store.jobs as store_jobs
 
-    monkeypatch.setattr(store_module, "DELETE_CHUNK_ROWS", 1)  # exercise several chunks
+    monkeypatch.setattr(store_jobs, "DELETE_CHUNK_ROWS", 1)  # exercise several chunks
     job_id = store.create_job("seed", SPEC)
     store.transition(job_id, "running")
     w = store.writer(job_id, ["w"])
