@@ -1,15 +1,21 @@
-"""Turning rows into the CLI's output formats: aligned text tables, CSV with a header, JSON."""
+"""What the CLI prints: aligned text tables, CSV with a header, JSON, a job, a step check, a progress
+bar. Results go to stdout; progress and errors go to stderr (``err``), so --json owns stdout."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import math
+import numbers
 import sys
 
-import numpy as np
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+import service
+
+err = Console(stderr=True, highlight=False)
 
 
 def flatten(row: dict) -> dict:
@@ -28,25 +34,9 @@ def flatten(row: dict) -> dict:
     return out
 
 
-def jsonable(value):
-    """JSON-safe values: NumPy scalars and arrays to Python, non-finite floats to null."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
-def dumps(value) -> str:
-    return json.dumps(jsonable(value), indent=2, allow_nan=False)
+def is_float(value) -> bool:
+    """A float, Python's or NumPy's (without importing NumPy)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
 
 
 def columns_of(rows: list[dict], first=("step",)) -> list[str]:
@@ -61,7 +51,7 @@ def columns_of(rows: list[dict], first=("step",)) -> list[str]:
 def cell(value) -> str:
     if value is None:
         return ""
-    if isinstance(value, float | np.floating):
+    if is_float(value):
         return repr(float(value))  # round-trips exactly
     return str(value)
 
@@ -80,7 +70,7 @@ def to_csv(rows: list[dict], first=("step",)) -> str:
 def short(value) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float | np.floating):
+    if is_float(value):
         return f"{float(value):.6g}"
     return str(value)
 
@@ -101,8 +91,19 @@ def to_table(rows: list[dict], first=("step",)) -> str:
 
 
 def print_json(value) -> None:
-    """One JSON document on stdout (what --json promises)."""
-    sys.stdout.write(dumps(value) + "\n")
+    """One JSON document on stdout (what --json promises): NumPy values as Python's, non-finite
+    floats as null."""
+    sys.stdout.write(json.dumps(service.encode.finite(value), indent=2, allow_nan=False) + "\n")
+
+
+def emit_rows(rows: list[dict], fmt: str, first) -> None:
+    """History or gradient rows as a table, CSV or JSON (``fmt``)."""
+    if fmt == "json":
+        print_json(rows)
+    elif fmt == "csv":
+        sys.stdout.write(to_csv(rows, first=first))
+    else:
+        typer.echo(to_table(rows, first=first) if rows else "no steps recorded")
 
 
 def show_jobs(rows: list[dict], as_json: bool) -> None:
@@ -126,3 +127,87 @@ def show_job(view: dict, as_json: bool) -> None:
             typer.echo(f"{key:12} {view[key]}")
     if view.get("spec") is not None:
         typer.echo("spec         " + json.dumps(view["spec"]))
+
+
+def summary(job: dict, *, seconds: float | None = None, first_loss: float | None = None) -> str:
+    """How a job ended, in a line (and its error in a second): steps, time, loss."""
+    text = f"job {job['id']} ({job['name']}) {job['status']}: {job['steps_done']:,} steps"
+    if seconds is not None:
+        text += f" in {seconds:.2f} s"
+    last = job.get("last_loss")
+    if last is not None:
+        text += f", last loss {last:.6g}" if first_loss is None else f", loss {first_loss:.6g} -> {last:.6g}"
+    if job.get("error"):
+        text += f"\n  {job['error']}"
+    return text
+
+
+def show_ended(job: dict, text: str, as_json: bool) -> None:
+    """A job that ran to its end here or was followed on a server: the summary, or with --json the
+    job on stdout and the summary on stderr."""
+    if as_json:
+        err.print(text)
+        print_json(job)
+    else:
+        typer.echo(text)
+
+
+def show_verify(report: dict, as_json: bool) -> None:
+    """The numerical check of a step (service.replay's report, from here or a server)."""
+    if as_json:
+        print_json(report)
+        return
+
+    def num(value) -> float:  # a server sends non-finite errors as null
+        return float("nan") if value is None else value
+
+    backprop, numerical = report["backprop_seconds"], report["numerical_seconds"]
+    typer.echo(f"job {report['job_id']} step {report['step']}: {report['n_params']:,} parameters, "
+               f"eps {report['eps']:g}")
+    typer.echo(f"  backprop:  {backprop * 1e3:10.3f} ms  (one forward + backward)")
+    typer.echo(f"  numerical: {numerical * 1e3:10.3f} ms  ({report['forward_passes']:,} forward "
+               f"passes, {numerical / max(backprop, 1e-12):,.0f}x)")
+    typer.echo(f"  largest relative error {num(report['max_rel_error']):.3g} (in {report['worst_param']}), "
+               f"largest absolute error {num(report.get('max_abs_error')):.3g}")
+    for name, e in report["per_param"].items():
+        typer.echo(f"    {name:8} {num(e):.3g}")
+    if report.get("kink_inputs"):
+        typer.echo(f"  note: {report['kink_inputs']} ReLU inputs lie within eps of 0, where bumping sees a "
+                   "slope of about 1/2 and backprop the subgradient; errors from them are not backprop's")
+    if report.get("recorded_vs_replayed"):
+        typer.echo(f"  note: replaying backprop differs from the record by "
+                   f"{num(report['recorded_vs_replayed']):.3g}")
+
+
+class ProgressBar:
+    """A rich progress bar on stderr: step of total (when known), loss, status, elapsed time and ETA."""
+
+    def __init__(self, label: str, total: int | None, enabled: bool, status: str = ""):
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(),
+            TextColumn("step {task.completed:,.0f}/{task.fields[total_text]}"),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=err, disable=not enabled)
+        self.task = self.progress.add_task(label, total=total, loss="-", status=status,
+                                           total_text=f"{total:,}" if total else "?")
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def step(self, done: int, loss: float | None) -> None:
+        """Training has reached ``done`` steps with this loss."""
+        self.progress.update(self.task, completed=done, loss="-" if loss is None else f"{loss:.6g}")
+
+    def state(self, status: str, total: int | None = None, done: int | None = None) -> None:
+        """The job changed state (and may tell its total and progress with it)."""
+        fields: dict = {"status": status}
+        if total:
+            fields.update(total=total, total_text=f"{total:,}")
+        if done is not None:
+            fields["completed"] = done
+        self.progress.update(self.task, **fields)

@@ -160,7 +160,9 @@ def test_invalid_specs_name_the_field_and_create_no_job(gb, tmp_path):
     assert "  optimizer.lr: SGD: lr must be a number in [0, inf), got -0.1\n" in result.stderr
     assert "  colour: unknown field\n" in result.stderr
     assert "Traceback" not in result.output
-    assert json.loads(gb("jobs", "--json").stdout) == []
+    result = gb("jobs", "--json")  # no job, not even a database
+    assert result.exit_code == 2 and "no database at" in result.stderr
+    assert not (tmp_path / "cli.db").exists()
 
 
 def test_csv_data_errors_are_usage_errors(gb, tmp_path):
@@ -206,12 +208,19 @@ def test_epoch_based_jobs_show_their_total_steps(gb, tmp_path):
 @pytest.mark.parametrize("url, message", [
     ("::bad", "database url: '::bad' is not a valid SQLAlchemy URL"),
     ("nonsense://", "cannot open the database 'nonsense://': Can't load plugin"),
-    ("sqlite:////no/such/directory/x.db", "cannot open the database 'sqlite:////no/such/directory/x.db'"),
 ])
 def test_unusable_database_urls_are_usage_errors(url, message):
     for command in (["jobs"], ["db", "upgrade"]):
         result = CliRunner().invoke(app, [*command, "--database-url", url])
         assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+
+
+def test_a_database_that_cannot_be_created_is_a_usage_error():
+    url = "sqlite:////no/such/directory/x.db"
+    for command in (["train", "--preset", "seed", "-q"], ["db", "upgrade"]):
+        result = CliRunner().invoke(app, [*command, "--database-url", url])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert f"cannot open the database '{url}'" in result.stderr
 
 
 def test_only_interrupted_jobs_resume(gb):
@@ -237,19 +246,33 @@ def test_db_upgrade(gb):
     assert result.exit_code == 0 and "up to date" in result.stdout
 
 
-def test_url_sends_the_job_commands_to_a_server(gb, monkeypatch):
-    from cli import serve_commands
+@pytest.mark.parametrize("args", [["jobs"], ["show", "1"], ["history", "1"], ["gradients", "1"],
+                                  ["graph", "--job", "1"], ["verify", "1"], ["export", "1"]])
+def test_readers_never_create_a_database(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    for name in ("GRADBOOK_URL", "GRADBOOK_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(app, args)  # the default, ./gradbook.db
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"no database at {tmp_path / 'gradbook.db'} (sqlite:///gradbook.db)" in result.stderr
+    assert "`gradbook train --preset seed`" in result.stderr and "`gradbook db upgrade`" in result.stderr
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    result = CliRunner().invoke(app, args, env={"GRADBOOK_DATABASE_URL": url})
+    assert result.exit_code == 2 and f"no database at {tmp_path / 'elsewhere.db'}" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
-    calls = []
-    for name in ("remote_jobs", "remote_show", "remote_resume", "remote_history", "remote_gradients"):
-        monkeypatch.setattr(serve_commands, name, lambda *a, _n=name, **k: calls.append((_n, a, k)))
-    url = "http://127.0.0.1:9"
-    for args in (["jobs", "--status", "running"], ["show", "3"], ["resume", "3", "--json"],
-                 ["history", "3", "--start", "2", "--format", "csv"], ["gradients", "3", "--param", "w1"]):
-        result = gb(*args, "--url", url, "--token", "secret")
-        assert result.exit_code == 0, result.output
-    assert [c[0] for c in calls] == ["remote_jobs", "remote_show", "remote_resume", "remote_history",
-                                     "remote_gradients"]
-    assert calls[0][1] == (url, "secret") and calls[0][2]["status"] == "running"
-    assert calls[3][1] == (url, 3, "secret") and calls[3][2]["start"] == 2 and calls[3][2]["fmt"] == "csv"
-    assert calls[4][2]["param"] == "w1"
+
+def test_a_queued_job_is_not_resumed_here(gb, tmp_path):
+    from service.jobs import presets
+    from service.store import Store
+
+    gb("db", "upgrade")
+    with Store(url=f"sqlite:///{tmp_path / 'cli.db'}") as store:
+        job_id = store.create_job("waiting", presets.get("seed"))
+    result = gb("resume", job_id)
+    assert result.exit_code == 2, result.output
+    assert f"job {job_id} is queued (it starts when its server does); only interrupted jobs" in result.stderr
+    assert json.loads(gb("show", job_id, "--json").stdout)["status"] == "queued"
+    assert gb("cancel", job_id).stdout == f"job {job_id} cancelled after 0 steps\n"
+    result = gb("resume", job_id)
+    assert result.exit_code == 2 and f"job {job_id} is cancelled; only interrupted jobs" in result.stderr

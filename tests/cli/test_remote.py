@@ -10,14 +10,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cli import serve_commands
-from cli.remote import Client, RemoteError, parse_sse
+from cli.backends import Client, RemoteError, parse_sse
+from cli.main import app as cli
 from service.jobs import presets
 from service.runtime.runner import run_job
 from service.store import Store
 
 runner = CliRunner()
-cli = serve_commands.standalone
 
 
 @pytest.fixture
@@ -94,21 +93,6 @@ def test_local_export_csv_and_ndjson(db, tmp_path):
     assert r.exit_code == 2 and not missing.exists()
     r = runner.invoke(cli, ["export", str(job), "--start", "3", "--end", "1", "--database-url", url])
     assert r.exit_code == 2
-
-
-def test_register_adds_commands_once():
-    import typer
-
-    app = typer.Typer()
-
-    @app.command()
-    def cancel():  # main.py's own, if it has one, is kept
-        pass
-
-    serve_commands.register(app)
-    commands = {c.name or c.callback.__name__: c.callback for c in app.registered_commands}
-    assert sorted(commands) == ["cancel", "export", "serve", "submit"]
-    assert commands["cancel"] is cancel
 
 
 def test_client_refuses_urls_it_cannot_use():

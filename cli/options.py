@@ -1,0 +1,81 @@
+"""What every `gradbook` command shares: option types, the usage error and its exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+import service
+from cli.render import err
+
+DatabaseUrl = Annotated[str | None, typer.Option(
+    "--database-url", envvar="GRADBOOK_DATABASE_URL", show_envvar=True,
+    help="SQLAlchemy URL of the database (default: sqlite:///gradbook.db in this directory).")]
+Url = Annotated[str | None, typer.Option(
+    "--url", envvar="GRADBOOK_URL", show_envvar=True,
+    help="A gradbook server (http://host:port); without it, the local database is used.")]
+Token = Annotated[str | None, typer.Option(
+    "--token", envvar="GRADBOOK_API_TOKEN", show_envvar=True, show_default=False,
+    help="Bearer token of the server (prefer the environment variable to the option).")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+JobArg = Annotated[int, typer.Argument(metavar="JOB", min=1)]
+Start = Annotated[int | None, typer.Option(min=0, help="First step (inclusive).")]
+End = Annotated[int | None, typer.Option(min=0, help="Last step (inclusive).")]
+MaxPoints = Annotated[int, typer.Option("--max-points", min=1, help="Downsample longer ranges into "
+                                        "this many buckets (min/max/mean/last each).")]
+
+
+class RowFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class UsageError(Exception):
+    """Something the user can fix: its message goes to stderr, the exit code is 2."""
+
+
+def fail(message: str, code: int = 2):
+    """One line on stderr and the exit code (2: usage error, something the user can fix)."""
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def usage_errors():
+    """Known user errors become one clear line on stderr and exit code 2, never a traceback: a bad
+    spec or data file, an unknown job or step, a refused state change, an unusable database, and any
+    error answer from a server (or none at all)."""
+    try:
+        yield
+    except Exception as e:
+        if isinstance(e, (UsageError, *service_errors())):
+            fail(str(e))
+        raise
+
+
+def service_errors() -> tuple[type[Exception], ...]:
+    """The service's errors that are the user's to fix (loaded only when something went wrong)."""
+    return (service.DatabaseError, service.SpecError, service.DataError, service.GraphError,
+            service.VerifyError, service.StoreError)
+
+
+def check_range(start: int | None, end: int | None) -> None:
+    """The store's rule for a step range, its complaint spelled with the options' names."""
+    try:
+        service.check_range(start, end, 1)
+    except ValueError as e:  # "start: 5 is after end 2" -> "--start 5 is after --end 2"
+        raise UsageError(re.sub(r"\b(start|end)\b:?", r"--\1", str(e))) from None
+
+
+def preset_spec(name: str) -> dict:
+    """A fresh copy of the preset's spec; an unknown name is a usage error listing the known ones."""
+    try:
+        return service.presets.get(name)
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
