@@ -20,8 +20,9 @@ from fastapi.openapi.utils import get_openapi
 from service.api import errors
 from service.api.body import BodyLimit
 from service.api.cache import ResponseCache
+from service.api.deps import TotalSteps
 from service.api.errors import SafeJSONResponse
-from service.api.routes import datasets, events, health, history, jobs, optimizers, presets
+from service.api.routes import catalog, datasets, events, export, health, history, jobs, steps
 from service.config import ServerSettings
 from service.jobs.spec import JobSpec
 from service.runtime.executor import make_executor
@@ -68,11 +69,12 @@ def create_app(settings: ServerSettings | None = None, *, executor_factory=None)
     app = FastAPI(title="gradbook", version=health.VERSION, description=DESCRIPTION, lifespan=lifespan,
                   default_response_class=SafeJSONResponse)
     app.state.settings = settings
-    app.state.total_steps = jobs.TotalSteps()
+    app.state.total_steps = TotalSteps()
     app.state.response_cache = ResponseCache(settings.response_cache_bytes)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, jobs, history, events, datasets, optimizers, presets):
+    # One router per resource; the order is the order of the OpenAPI document.
+    for module in (health, jobs, history, steps, export, events, datasets, catalog):
         app.include_router(module.router)
     _include_dashboard(app)
     _document_job_spec(app)

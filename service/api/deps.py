@@ -1,17 +1,23 @@
-"""What the routes depend on: the store, the executor, the settings, and the bearer token."""
+"""What the routes share: the store, the executor, the settings, the bearer token, the path and query
+parameters, and a job loaded and shown. Routers import this module, never each other."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+from collections import OrderedDict
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.api.errors import ApiError
+from service.api.errors import ApiError, field_error, not_found
+from service.api.schemas import UNAUTHORIZED
 from service.config import ServerSettings
 from service.domain import MAX_ID
+from service.jobs.spec import SpecError, job_view, make_plan, parse_spec
+from service.runtime.datasets import dataset_resolver
 from service.runtime.executor import Executor
 from service.store import Store
 from service.store.rollup import MAX_STEP
@@ -54,8 +60,72 @@ def require_token(
                        headers={"WWW-Authenticate": "Bearer"})
 
 
+def guarded_router(**options) -> APIRouter:
+    """A router whose every route needs the bearer token (when one is configured)."""
+    return APIRouter(dependencies=[Depends(require_token)], responses={**UNAUTHORIZED}, **options)
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
 ExecutorDep = Annotated[Executor, Depends(get_executor)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="Job id.")]
 StepNumber = Annotated[int, Path(ge=0, le=MAX_STEP, description="Step number (from 0).")]
+Start = Annotated[int | None, Query(ge=0, le=MAX_STEP, description="First step, inclusive.")]
+End = Annotated[int | None, Query(ge=0, le=MAX_STEP, description="Last step, inclusive.")]
+
+
+def check_range(start: int | None, end: int | None) -> None:
+    if start is not None and end is not None and start > end:
+        raise field_error(422, ["query", "start"], f"start {start} is after end {end}")
+
+
+def load_job(store, job_id: int) -> dict:
+    job = store.get_job(job_id)
+    if job is None:
+        raise not_found(f"job {job_id} not found")
+    return job
+
+
+class TotalSteps:
+    """Total steps of a job, derived from its spec once and remembered (epochs need the data size)."""
+
+    def __init__(self, size: int = 10_000):
+        self._known: OrderedDict[int, int | None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def remember(self, job_id: int, total: int) -> None:
+        with self._lock:
+            self._known[job_id] = total
+            while len(self._known) > self._size:
+                self._known.popitem(last=False)
+
+    def __call__(self, store, job: dict) -> int | None:
+        spec = job.get("spec") or {}
+        if isinstance(spec.get("steps"), int):
+            return spec["steps"]
+        with self._lock:
+            if job["id"] in self._known:
+                return self._known[job["id"]]
+        try:
+            total = make_plan(parse_spec(spec), dataset_resolver(store)).total_steps
+        except (SpecError, ValueError, TypeError, KeyError):
+            total = None  # e.g. its uploaded dataset was removed; the job's own state says more
+        self.remember(job["id"], total)
+        return total
+
+
+def total_steps_of(request: Request) -> TotalSteps:
+    return request.app.state.total_steps
+
+
+def job_out(store, totals: TotalSteps, job: dict, include_spec: bool = True) -> dict:
+    view = job_view(job)
+    view["total_steps"] = totals(store, job)
+    updated = job.get("updated_at")
+    # the same spelling of UTC as the other timestamps (pydantic writes "Z")
+    view["updated_at"] = updated[:-6] + "Z" if updated and updated.endswith("+00:00") else updated
+    view["owner"] = job.get("owner")
+    if not include_spec:
+        view["spec"] = None
+    return view

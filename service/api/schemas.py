@@ -200,3 +200,12 @@ class Health(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str | list[dict] = Field(description="A message, or field errors [{loc, msg, type}].")
+
+
+# --- the error answers the routes document ---------------------------------------------------------------
+
+UNAUTHORIZED = {401: {"model": ErrorOut, "description": "Missing or wrong bearer token."}}
+NOT_FOUND = {404: {"model": ErrorOut, "description": "No such job."}}
+CONFLICT = {409: {"model": ErrorOut, "description": "The job's state does not allow this."}}
+INVALID = {422: {"model": ErrorOut, "description": "A malformed field, named in loc."}}
+TOO_LARGE = {413: {"model": ErrorOut, "description": "Body over the size limit."}}

@@ -10,17 +10,17 @@ import csv
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from service.api.deps import MAX_ID, StoreDep, require_token
+from service.api.deps import StoreDep, guarded_router
 from service.api.errors import field_error, not_found
-from service.api.schemas import DatasetList, DatasetOut, ErrorOut
+from service.api.schemas import TOO_LARGE, DatasetList, DatasetOut, ErrorOut
 from service.config import settings
+from service.domain import MAX_ID
 from service.jobs.data import DataError, parse_csv
 
-router = APIRouter(prefix="/datasets", tags=["datasets"], dependencies=[Depends(require_token)],
-                   responses={401: {"model": ErrorOut, "description": "Missing or wrong bearer token."}})
+router = guarded_router(prefix="/datasets", tags=["datasets"])
 
 CSV_TYPES = ("text/csv", "text/plain", "application/octet-stream")
 
@@ -57,7 +57,7 @@ def check_csv(raw: bytes, targets: int) -> dict:
 @router.post(
     "", status_code=201, response_model=DatasetOut, summary="Upload a CSV dataset",
     responses={422: {"model": ErrorOut, "description": "Not a CSV of finite numbers (row and column named)."},
-               413: {"model": ErrorOut, "description": "Body over the size limit."}},
+               **TOO_LARGE},
     openapi_extra={"requestBody": {
         "required": True, "content": {t: {"schema": {"type": "string"}} for t in CSV_TYPES},
         "description": "CSV text: rows of numbers, an optional header row; the last `targets` columns "

@@ -19,20 +19,18 @@ import asyncio
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from service.api.deps import JobId, SettingsDep, StoreDep, require_token
+from service.api.deps import JobId, SettingsDep, StoreDep, guarded_router, job_out, load_job, total_steps_of
 from service.api.encode import dumps
 from service.api.errors import field_error
-from service.api.routes.jobs import INVALID, NOT_FOUND, job_out, load_job, total_steps_of
-from service.api.schemas import ErrorOut
+from service.api.schemas import INVALID, NOT_FOUND
 from service.domain import ENDED
 from service.store.rollup import MAX_STEP
 
-router = APIRouter(prefix="/jobs", tags=["events"], dependencies=[Depends(require_token)],
-                   responses={401: {"model": ErrorOut, "description": "Missing or wrong bearer token."}})
+router = guarded_router(prefix="/jobs", tags=["events"])
 
 BATCH = 1000          # steps read per poll; a full batch polls again at once
 KEEPALIVE_S = 15.0    # a comment line keeps proxies from closing a quiet stream

@@ -7,80 +7,39 @@ the executor only starts and stops work.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.body import parse_json
-from service.api.deps import ExecutorDep, JobId, SettingsDep, StoreDep, require_token
-from service.api.errors import ApiError, field_error, not_found
-from service.api.schemas import ErrorOut, JobList, JobOut, Status, TransitionList
+from service.api.deps import (
+    ExecutorDep,
+    JobId,
+    SettingsDep,
+    StoreDep,
+    guarded_router,
+    job_out,
+    load_job,
+    total_steps_of,
+)
+from service.api.errors import ApiError, field_error
+from service.api.schemas import (
+    CONFLICT,
+    INVALID,
+    NOT_FOUND,
+    TOO_LARGE,
+    JobList,
+    JobOut,
+    Status,
+    TransitionList,
+)
 from service.domain import TERMINAL
-from service.jobs.spec import CsvData, JobSpec, SpecError, job_view, make_plan, parse_spec
+from service.jobs.spec import CsvData, JobSpec, make_plan, parse_spec
 from service.runtime.datasets import dataset_resolver
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)],
-                   responses={401: {"model": ErrorOut, "description": "Missing or wrong bearer token."}})
-
-NOT_FOUND = {404: {"model": ErrorOut, "description": "No such job."}}
-CONFLICT = {409: {"model": ErrorOut, "description": "The job's state does not allow this."}}
-INVALID = {422: {"model": ErrorOut, "description": "A malformed field, named in loc."}}
-
-
-class TotalSteps:
-    """Total steps of a job, derived from its spec once and remembered (epochs need the data size)."""
-
-    def __init__(self, size: int = 10_000):
-        self._known: OrderedDict[int, int | None] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def remember(self, job_id: int, total: int) -> None:
-        with self._lock:
-            self._known[job_id] = total
-            while len(self._known) > self._size:
-                self._known.popitem(last=False)
-
-    def __call__(self, store, job: dict) -> int | None:
-        spec = job.get("spec") or {}
-        if isinstance(spec.get("steps"), int):
-            return spec["steps"]
-        with self._lock:
-            if job["id"] in self._known:
-                return self._known[job["id"]]
-        try:
-            total = make_plan(parse_spec(spec), dataset_resolver(store)).total_steps
-        except (SpecError, ValueError, TypeError, KeyError):
-            total = None  # e.g. its uploaded dataset was removed; the job's own state says more
-        self.remember(job["id"], total)
-        return total
-
-
-def total_steps_of(request: Request) -> TotalSteps:
-    return request.app.state.total_steps
-
-
-def job_out(store, totals: TotalSteps, job: dict, include_spec: bool = True) -> dict:
-    view = job_view(job)
-    view["total_steps"] = totals(store, job)
-    updated = job.get("updated_at")
-    # the same spelling of UTC as the other timestamps (pydantic writes "Z")
-    view["updated_at"] = updated[:-6] + "Z" if updated and updated.endswith("+00:00") else updated
-    view["owner"] = job.get("owner")
-    if not include_spec:
-        view["spec"] = None
-    return view
-
-
-def load_job(store, job_id: int) -> dict:
-    job = store.get_job(job_id)
-    if job is None:
-        raise not_found(f"job {job_id} not found")
-    return job
+router = guarded_router(prefix="/jobs", tags=["jobs"])
 
 
 # --- submit --------------------------------------------------------------------------------------------
@@ -110,7 +69,7 @@ def validate_spec(store, doc) -> tuple[JobSpec, int]:
 @router.post(
     "", status_code=201, response_model=JobOut, openapi_extra={"requestBody": _spec_request_body()},
     responses={200: {"model": JobOut, "description": "Replayed: this Idempotency-Key already made this job."},
-               **CONFLICT, **INVALID, 413: {"model": ErrorOut, "description": "Body over the size limit."}},
+               **CONFLICT, **INVALID, **TOO_LARGE},
     summary="Submit a job",
 )
 async def submit_job(
