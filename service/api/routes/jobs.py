@@ -1,8 +1,9 @@
 """Jobs: submit (idempotently), list, show, cancel, resume, delete, and the stored state changes.
 
 States: queued -> running -> succeeded | failed | cancelled | interrupted (resumable: interrupted ->
-queued -> running). The store enforces the transitions and records each with its time and reason;
-the executor only starts and stops work.
+queued -> running). ``service.domain`` says what may be done to a job in each state (and why not),
+the store enforces the transitions and records each with its time and reason, and the executor only
+starts and stops work.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated
 from fastapi import Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from service import domain
 from service.api.body import parse_json
 from service.api.deps import (
     ExecutorDep,
@@ -35,7 +37,6 @@ from service.api.schemas import (
     Status,
     TransitionList,
 )
-from service.domain import TERMINAL
 from service.jobs.spec import CsvData, JobSpec, make_plan, parse_spec
 from service.runtime.datasets import dataset_resolver
 
@@ -142,9 +143,8 @@ def cancel_job(request: Request, job_id: JobId, store: StoreDep, executor: Execu
     """A queued, running or interrupted job becomes cancelled at once; a running one stops within a
     training step (the answer waits for that, briefly). Its history up to then is kept."""
     job = load_job(store, job_id)
-    if job["status"] in TERMINAL:
-        raise ApiError(409, f"job {job_id} is {job['status']}, a final state; only queued, running or "
-                            "interrupted jobs can be cancelled")
+    if not domain.can_cancel(job["status"]):
+        raise ApiError(409, domain.refusal("cancel", job_id, job["status"]))
     store.transition(job_id, "cancelled", reason="cancelled by request")  # a race: JobStateError, 409
     executor.cancel(job_id, timeout=settings.cancel_wait_seconds)
     return job_out(store, total_steps_of(request), load_job(store, job_id))
@@ -156,8 +156,8 @@ def resume_job(request: Request, job_id: JobId, store: StoreDep, executor: Execu
     """An interrupted job is queued again and continues from its last checkpoint; the history after
     that checkpoint is recomputed, bit for bit what an uninterrupted run records."""
     job = load_job(store, job_id)
-    if job["status"] != "interrupted":
-        raise ApiError(409, f"job {job_id} is {job['status']}; only interrupted jobs can be resumed")
+    if not domain.can_resume(job["status"]):
+        raise ApiError(409, domain.refusal("resume", job_id, job["status"]))
     store.transition(job_id, "queued", reason="resume requested")
     executor.submit(job_id, resume=True)
     return job_out(store, total_steps_of(request), load_job(store, job_id))
@@ -168,8 +168,7 @@ def resume_job(request: Request, job_id: JobId, store: StoreDep, executor: Execu
 def delete_job(job_id: JobId, store: StoreDep):
     """Remove a succeeded, failed or cancelled job and everything it recorded."""
     job = load_job(store, job_id)
-    if job["status"] not in TERMINAL:
-        raise ApiError(409, f"job {job_id} is {job['status']}; only finished jobs (succeeded, failed, "
-                            "cancelled) can be deleted - cancel it first")
+    if not domain.can_delete(job["status"]):
+        raise ApiError(409, domain.refusal("delete", job_id, job["status"]))
     store.delete_job(job_id)
     return Response(status_code=204)

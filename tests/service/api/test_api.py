@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from service import domain
 from service.api.app import create_app
 from service.config import ServerSettings
 from service.jobs import presets
@@ -371,7 +372,17 @@ def test_cancel_a_queued_job(app_client, store):
     r = app_client.post(f"/jobs/{job_id}/cancel")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     again = app_client.post(f"/jobs/{job_id}/cancel")
-    assert again.status_code == 409 and "final state" in again.json()["detail"]
+    assert again.status_code == 409
+    assert again.json()["detail"] == domain.refusal("cancel", job_id, "cancelled")
+
+
+def test_a_queued_job_is_not_resumable(app_client, store):
+    """Its server's executor starts it; a resume would run it twice."""
+    job_id = store.create_job("waiting", seed(5))  # queued, never handed to a worker
+    r = app_client.post(f"/jobs/{job_id}/resume")
+    assert r.status_code == 409 and r.json()["detail"] == domain.refusal("resume", job_id, "queued")
+    assert store.get_job(job_id)["status"] == "queued"
+    app_client.post(f"/jobs/{job_id}/cancel")
 
 
 def test_cancel_a_running_job_keeps_its_history(app_client, store):
