@@ -11,7 +11,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,16 +20,11 @@ import pytest
 from service.jobs import presets
 from service.runtime.runner import run_job
 from service.store import Store
+from tests.cli.process import gradbook
 
 LONG = 100_000_000  # days of training: the job is always still running when the test stops it
 # GRADBOOK_WRITER_PROCESS_AFTER: never, or from the first flush on
 WRITERS = {"in the loop": "inf", "writer process": "1e-9"}
-
-
-def gradbook(*args) -> list[str]:
-    script = Path(sys.executable).with_name("gradbook")
-    head = [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
-    return head + [str(a) for a in args]
 
 
 def spec(steps: int = LONG) -> dict:

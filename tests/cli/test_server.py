@@ -8,23 +8,16 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from tests.cli.process import gradbook
 
 runner = CliRunner()
-
-
-def gradbook(*args) -> list[str]:
-    script = Path(sys.executable).with_name("gradbook")
-    head = [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
-    return head + [str(a) for a in args]
 
 
 def free_port() -> int:
