@@ -30,7 +30,7 @@ _LAZY = {
     "presets": "service.jobs.presets",
     "replay": "service.jobs.replay",
     "run_job": "service.runtime.runner:run_job",
-    "job_view": "service.jobs.spec:job_view",
+    "job_view": "service.domain:job_view",
     "format_loc": "service.jobs.spec:format_loc",
     "check_range": "service.store.read:check_range",
     "ServerSettings": "service.config:ServerSettings",
@@ -46,10 +46,11 @@ if TYPE_CHECKING:  # what the lazy names are, for readers and type checkers
     from service import domain  # noqa: F401
     from service.api import encode  # noqa: F401
     from service.config import ServerSettings  # noqa: F401
+    from service.domain import job_view  # noqa: F401
     from service.jobs import presets, replay  # noqa: F401
     from service.jobs.data import DataError  # noqa: F401
     from service.jobs.replay import GraphError, VerifyError  # noqa: F401
-    from service.jobs.spec import Plan, SpecError, format_loc, job_view  # noqa: F401
+    from service.jobs.spec import Plan, SpecError, format_loc  # noqa: F401
     from service.runtime.runner import run_job  # noqa: F401
     from service.store import Store
     from service.store.errors import JobStateError, StoreError  # noqa: F401

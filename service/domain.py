@@ -1,13 +1,15 @@
 """What a job is, independent of where it is kept: its statuses and the changes between them, the
 questions every front end asks before acting (can it be cancelled, resumed, deleted?), the series
-recorded per step, and a checkpoint.
+recorded per step, a checkpoint, and a job as every front end shows it.
 
 The CLI, the REST API and the store all ask this module, so they agree.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 
@@ -73,3 +75,32 @@ def refusal(action: str, job_id: int, status: str) -> str:
         return (f"job {job_id} is {status}; only finished jobs (succeeded, failed, cancelled) can be "
                 "deleted - cancel it first")
     raise ValueError(f"action: expected cancel, resume or delete, got {action!r}")
+
+
+# --- a job as the CLI's --json and the REST API show it ---------------------------------------------------
+
+
+def job_view(job: dict) -> dict:
+    """A store job dict as JSON-ready data: ISO timestamps (UTC written "Z"), a non-finite last loss as
+    null, the total steps stored at submission, and the spec if it was read (None otherwise)."""
+    last = job.get("last_loss")
+    return {
+        "id": job["id"],
+        "name": job["name"],
+        "status": job["status"],
+        "steps_done": job.get("steps_done") or 0,
+        "total_steps": job.get("total_steps"),
+        "last_loss": float(last) if last is not None and math.isfinite(last) else None,
+        "created_at": timestamp(job.get("created_at")),
+        "started_at": timestamp(job.get("started_at")),
+        "finished_at": timestamp(job.get("finished_at")),
+        "error": job.get("error"),
+        "param_names": job.get("param_names"),
+        "spec": job.get("spec"),
+    }
+
+
+def timestamp(value: datetime | str | None) -> str | None:
+    """A stored time (a datetime or its ISO text) as JSON shows it: ISO 8601, UTC spelled "Z"."""
+    text = value.isoformat() if isinstance(value, datetime) else value
+    return text[:-6] + "Z" if text and text.endswith("+00:00") else text

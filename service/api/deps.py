@@ -15,8 +15,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from service.api.errors import ApiError, field_error, not_found
 from service.api.schemas import UNAUTHORIZED
 from service.config import ServerSettings
-from service.domain import MAX_ID
-from service.jobs.spec import SpecError, job_view, make_plan, parse_spec
+from service.domain import MAX_ID, job_view, timestamp
+from service.jobs.spec import SpecError, make_plan, parse_spec
 from service.runtime.datasets import dataset_resolver
 from service.runtime.executor import Executor
 from service.store import Store
@@ -122,9 +122,7 @@ def total_steps_of(request: Request) -> TotalSteps:
 def job_out(store, totals: TotalSteps, job: dict, include_spec: bool = True) -> dict:
     view = job_view(job)
     view["total_steps"] = totals(store, job)
-    updated = job.get("updated_at")
-    # the same spelling of UTC as the other timestamps (pydantic writes "Z")
-    view["updated_at"] = updated[:-6] + "Z" if updated and updated.endswith("+00:00") else updated
+    view["updated_at"] = timestamp(job.get("updated_at"))
     view["owner"] = job.get("owner")
     if not include_spec:
         view["spec"] = None

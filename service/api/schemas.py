@@ -8,9 +8,26 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.jobs.spec import JobView
+from service.domain import JOB_STATUSES
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+Status = Literal[JOB_STATUSES]
+
+
+class JobView(BaseModel):
+    """A job as the CLI's --json and the REST API show it (``service.domain.job_view`` makes it)."""
+
+    id: int
+    name: str
+    status: Status
+    steps_done: int
+    total_steps: int | None = None
+    last_loss: float | None = Field(None, description="Loss of the last recorded step; null if not finite.")
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    param_names: list[str] | None = None
+    spec: dict
 
 
 class JobOut(JobView):
