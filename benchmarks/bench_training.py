@@ -165,7 +165,7 @@ def main():
         parts: dict = {}
         timed = Runner(spec(4 * args.chunk, args.batch), store, parts)
         timed.advance(args.chunk)  # the writer process starts meanwhile
-        while timed.writer._writer_process() is None:  # and is ready before the timed turns
+        while timed.writer.writer_process() is None:  # and is ready before the timed turns
             time.sleep(0.01)
         parts.update(dict.fromkeys(parts, 0.0))
         timed_seconds = sum(timed.advance(args.chunk) for _ in range(2))  # not the last: its final

@@ -29,7 +29,7 @@ from service.store.engine import database_url, is_file_sqlite, open_engine, read
 from service.store.errors import UnknownParam
 from service.store.schema import Dataset
 from service.store.times import aware, iso, now
-from service.store.write import HistoryWriter, write_checkpoint
+from service.store.write import HistoryWriter
 
 EXPORT_CHUNK_STEPS = 2_000
 
@@ -172,12 +172,6 @@ class Store:
         with self._reader.begin() as conn:
             jobs.job_row(conn, job_id)
             return query.last_checkpoint(conn, job_id)
-
-    def save_checkpoint(self, job_id: int, checkpoint: Checkpoint) -> None:
-        """Store a checkpoint on its own (the writer's flush can also carry one)."""
-        with self.engine.begin() as conn:
-            jobs.job_row(conn, job_id)
-            write_checkpoint(conn, job_id, checkpoint)
 
     # -- reading history ----------------------------------------------------------------------
 

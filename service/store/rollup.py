@@ -138,7 +138,7 @@ def _aggregates(st: SeriesTable, src) -> list:
 
 
 @functools.cache
-def _rebuild_statements(st: SeriesTable, level: int):
+def rebuild_statements(st: SeriesTable, level: int):
     """DELETE and INSERT ... SELECT recomputing ``level``'s blocks in [:lo, :hi] from the level below
     (:func:`level_below`).
     Built once: SQLAlchemy then reuses the compiled SQL on every flush."""
@@ -176,7 +176,7 @@ def truncate(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, from_
     keys = {f"{k}s": list(v) for k, v in key_in.items()}
     for level in LEVELS:
         size = block_size(level)
-        remove, _ = _rebuild_statements(st, level)
+        remove, _ = rebuild_statements(st, level)
         conn.execute(remove, {"job_id": job_id, "lo": from_step // size * size, "hi": MAX_STEP, **keys})
     start = from_step // block_size(LEVELS[-1]) * block_size(LEVELS[-1])
     raw = st.raw
@@ -202,7 +202,7 @@ def rebuild(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, lo: in
     for level in LEVELS:
         size = block_size(level)
         params = {"job_id": job_id, "lo": lo // size * size, "hi": hi, **keys}
-        remove, add = _rebuild_statements(st, level)
+        remove, add = rebuild_statements(st, level)
         conn.execute(remove, params)
         conn.execute(add, params)
 
@@ -465,7 +465,7 @@ def _bucket_columns(st: SeriesTable, b, raw) -> list:
 
 
 @functools.cache
-def _bucket_statement(st: SeriesTable, levels: tuple[int, ...], whole: int | None = None):
+def bucket_statement(st: SeriesTable, levels: tuple[int, ...], whole: int | None = None):
     """The bucket query over segments of these levels (bounds lo_i/hi_i, bucket width :width),
     joined to the raw row at each bucket's last step for its ``last`` values; rows laid out as
     :func:`_bucket_columns`. Built once per shape so that SQLAlchemy reuses the compiled SQL.
@@ -504,4 +504,4 @@ def bucket_rows(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, p:
     whole = None
     if p.level and p.width == block_size(p.level) and p.level in levels:
         whole = levels.index(p.level)
-    return conn.execute(_bucket_statement(st, levels, whole), params).all()
+    return conn.execute(bucket_statement(st, levels, whole), params).all()

@@ -206,7 +206,7 @@ class HistoryWriter:
         """
         batch = self._take()
         try:
-            process = self._writer_process()
+            process = self.writer_process()
             if process is not None:
                 if checkpoint is not None:
                     checkpoint_rows(self.job_id, checkpoint)  # a bad one raises here, not a flush later
@@ -249,10 +249,10 @@ class HistoryWriter:
                 self._process = None
         return self.flush()
 
-    def _writer_process(self) -> WriterProcess | None:
-        """The writer process once it is ready; started when the writer has been open for
-        ``background_after`` seconds. Until it is ready (it takes a moment to import), and for good
-        if it cannot start, flushes write here."""
+    def writer_process(self) -> WriterProcess | None:
+        """The writer process the next flush hands its batch to, once it is ready; started when the
+        writer has been open for ``background_after`` seconds. None until it is ready (it takes a
+        moment to import), and for good if it cannot start or failed: flushes write here. Never waits."""
         if self._background_after is None:
             return None
         if self._process is None:

@@ -75,6 +75,16 @@ class WriterProcess:
     def pid(self) -> int:
         return self._child.pid
 
+    @property
+    def alive(self) -> bool:
+        """Whether the child process is still running (neither ended nor killed)."""
+        return self._child.poll() is None
+
+    def answered(self, timeout: float = 0.0) -> bool:
+        """Whether the child has replied to the write in flight (waits up to ``timeout`` seconds);
+        the reply stays unread for the next call."""
+        return self._in_flight is not None and self._talk(self._conn.poll, timeout)
+
     def ready(self) -> bool:
         """True once the child has its store open; never waits."""
         if not self._ready and self._talk(self._conn.poll):

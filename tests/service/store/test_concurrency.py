@@ -14,7 +14,8 @@ import numpy as np
 
 from service.domain import Checkpoint
 from service.store import Store
-from service.store.engine import WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer
+from service.store.engine import WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer, open_engine
+from service.store.write import HistoryWriter
 
 WRITER = textwrap.dedent(
     """
@@ -109,29 +110,43 @@ def test_four_processes_write_at_once_and_nothing_is_lost(tmp_path):
     store.close()
 
 
+def checkpoint_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "gradbook-wal-checkpoint"}
+
+
 def test_wal_is_checkpointed_by_the_store_thread_not_by_committing_writers(tmp_path):
-    """A commit leaves the WAL alone below WRITER_AUTOCHECKPOINT_PAGES; the store's thread copies it
-    into the database file soon after (the file grows without any further write)."""
+    """A commit leaves the WAL alone below WRITER_AUTOCHECKPOINT_PAGES; the checkpointer thread that
+    comes with the engine a store (or a writer process) writes through copies it into the database
+    file soon after (the file grows without any further write). Closing the store ends its thread."""
     path = tmp_path / "wal.db"
-    store = Store(f"sqlite:///{path}")
+    url = f"sqlite:///{path}"
+    others = checkpoint_threads()
+    store = Store(url)
     try:
+        [thread] = checkpoint_threads() - others  # the store's own
         with store.engine.connect() as conn:
             pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
         assert pages == WRITER_AUTOCHECKPOINT_PAGES
-        store._checkpointer.stop()  # paused: the write below must leave the database file as it is
         job = store.create_job("big", {"n": 1})
         store.transition(job, "running")
+    finally:
+        store.close()
+    assert not thread.is_alive()
+
+    engine, checkpointer = open_engine(url)  # what a store writes through
+    try:
+        checkpointer.stop()  # paused: the write below must leave the database file as it is
         before = os.path.getsize(path)
-        writer = store.writer(job, ["w"])
+        writer = HistoryWriter(engine, url, job, ["w"], None)
         writer.flush(Checkpoint(0, {"w": np.random.default_rng(0).standard_normal(1_000_000)}, {}))  # 8 MB
         assert os.path.getsize(path) == before  # the commit did not checkpoint
-        store._checkpointer = WalCheckpointer(store.engine, interval=0.05)
+        checkpointer = WalCheckpointer(engine, interval=0.05)
         deadline = time.monotonic() + 10
         while os.path.getsize(path) < before + 8_000_000 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert os.path.getsize(path) >= before + 8_000_000
-        assert store.last_checkpoint(job).arrays["w"].size == 1_000_000
     finally:
-        thread = store._checkpointer._thread
-        store.close()
-    assert not thread.is_alive()
+        checkpointer.stop()
+        engine.dispose()
+    with Store(url) as store:
+        assert store.last_checkpoint(job).arrays["w"].size == 1_000_000

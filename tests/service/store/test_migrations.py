@@ -238,10 +238,10 @@ def test_schema_and_queries_render_for_postgresql():
     dialect = postgresql.dialect()
     plan = rollup.plan(0, 999_999, 1000)
     for st in (rollup.HISTORY, rollup.PARAM_STATS):
-        sql = str(rollup._bucket_statement(st, tuple(s[0] for s in plan.segments)).compile(dialect=dialect))
+        sql = str(rollup.bucket_statement(st, tuple(s[0] for s in plan.segments)).compile(dialect=dialect))
         assert "GROUP BY" in sql and "LEFT OUTER JOIN" in sql and "ORDER BY b.s0" in sql
         for level in (rollup.LEVELS[0], rollup.LEVELS[-1]):
-            remove, add = rollup._rebuild_statements(st, level)
+            remove, add = rollup.rebuild_statements(st, level)
             rendered = str(add.compile(dialect=dialect))
             # PostgreSQL requires the selected block expression to be the grouped one, verbatim
             select_part, group_part = rendered.split("GROUP BY")

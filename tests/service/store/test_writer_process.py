@@ -6,6 +6,7 @@ import faulthandler
 import os
 import signal
 import time
+from multiprocessing.connection import Connection
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from service.jobs import presets
 from service.jobs.spec import make_plan, parse_spec
 from service.jobs.trainer import Trainer
 from service.runtime.runner import run_job
-from service.store import Store
+from service.store import Store, write
 from service.store.write import HistoryWriter
 from tests.service.jobs.test_trainer import same
 
@@ -152,9 +153,9 @@ def test_a_writer_process_that_dies_loses_nothing(store, writes, monkeypatch, wh
 
     def kill(writer, flushes):
         if flushes == 6:
-            process = writer._process
+            process = writer.writer_process()
             if when == "while idle":  # once it replied; "busy": just handed a batch, which it may have
-                process._conn.poll(10)  # written or not when it dies
+                assert process.answered(10)  # written or not when it dies
             os.kill(process.pid, signal.SIGKILL)
             killed.append(process.pid)
 
@@ -185,33 +186,66 @@ def test_a_writer_writes_nothing_for_a_job_that_left_its_owner(store):
     assert store.get_job(job)["steps_done"] == 1
 
 
-def test_a_batch_the_process_wrote_before_it_died_is_not_written_again(store):
-    job = store.create_job("j", {})
-    writer = store.writer(job, ["w"])
-    for step in range(3):
-        writer.add_step(step, 1.0, 0.1, 1.0, np.zeros((1, 6)))
-    writer.add_snapshot(2, {"w": np.ones(2)}, {"w": np.zeros(2)})
-    written = writer._take()
-    writer.write(written, None)  # as the writer process did, before it died without replying
-    writer.add_snapshot(2, {"w2": np.ones(2)}, {})
-    arrays_written = writer._take()
-    writer.write(arrays_written, None)
-    writer.add_step(3, 1.0, 0.1, 1.0, np.zeros((1, 6)))
-    not_written = writer._take()
+class DiesBeforeReplying:
+    """Stands in for a WriterProcess whose child commits the batch it is given (or not: ``commits``)
+    and dies before it can reply: the parent learns it at its next call, with the batch handed back
+    as the real proxy hands it back (WriterProcessError)."""
 
-    for batch, in_db in ((written, True), (arrays_written, True), (not_written, False)):
-        writer._unverified = (batch, None)  # what a failed writer process hands back
-        merged, _ = writer._with_unverified(writer._take(), None)  # with nothing buffered since
-        assert (not merged.steps and not merged.arrays) == in_db
-    writer.write(not_written, None)
-    assert [r["step"] for r in store.export_rows(job)] == [0, 1, 2, 3]
+    pid = 0
+    alive = False
+
+    def __init__(self, engine, commits: bool, url, job_id, param_names, owner):
+        self.child = HistoryWriter(engine, url, job_id, param_names, None, owner=owner) if commits else None
+        self.in_flight = None
+
+    def ready(self) -> bool:
+        return True
+
+    def write(self, batch, checkpoint):
+        self.finish()
+        if self.child is not None:
+            self.child.write(batch, checkpoint)
+        self.in_flight = (batch, checkpoint)
+        return None
+
+    def finish(self):
+        if self.in_flight is not None:
+            raise writer_process.WriterProcessError("the writer process ended (-9)", *self.in_flight)
+
+    def kill(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("batch", ["steps", "arrays only"])
+@pytest.mark.parametrize("committed", [True, False], ids=["committed", "not committed"])
+def test_a_batch_a_dead_writer_process_was_given_is_written_exactly_once(store, monkeypatch, batch,
+                                                                         committed):
+    """Whether it committed or not, the batch a dying writer process had is stored once: the
+    training process checks the database, writes it if it is missing, and never twice (a second
+    insert of the same steps or arrays would fail on their primary keys)."""
+    monkeypatch.setattr(write, "WriterProcess",
+                        lambda *args: DiesBeforeReplying(store.engine, committed, *args))
+    job = store.create_job("j", {})
+    writer = store.writer(job, ["w"], background_after=1e-9)
+    if batch == "steps":
+        add_steps(writer, range(3))
+    writer.add_snapshot(2, {"w": np.ones(2)}, {"w": np.zeros(2)})
+    assert writer.flush() is None  # handed to the writer process
+    add_steps(writer, [3])
+    assert writer.flush() == "queued"  # it is found dead: written here, from now on
+    assert writer.writer_process() is None and writer.close() is None
+    steps = [0, 1, 2, 3] if batch == "steps" else [3]
+    assert [r["step"] for r in store.export_rows(job)] == steps
+    assert store.get_job(job)["steps_done"] == 4
+    assert store.snapshot_steps(job) == [2]
+    np.testing.assert_array_equal(store.step(job, 2)["gradients"]["w"], np.ones(2))
 
 
 def started(store, job):
     """A background writer for ``job`` whose writer process is ready."""
     writer = store.writer(job, ["w"], background_after=1e-9)
     deadline = time.monotonic() + 60
-    while writer._writer_process() is None:
+    while writer.writer_process() is None:
         assert time.monotonic() < deadline, "the writer process did not start within 60 s"
         time.sleep(0.01)
     return writer
@@ -222,18 +256,18 @@ def add_steps(writer, steps):
         writer.add_step(step, 1.0, 0.1, 1.0, np.zeros((1, 6)))
 
 
-def interrupt_once(monkeypatch, conn, name, before=None):
-    """Make ``conn.<name>`` raise KeyboardInterrupt once (as SIGINT/SIGTERM does in the CLI), after
-    ``before(conn)``."""
-    original = getattr(conn, name)
+def interrupt_once(monkeypatch, name, before=None):
+    """Make the next ``<name>`` on a connection to a writer process raise KeyboardInterrupt (as
+    SIGINT/SIGTERM does in the CLI), after ``before(connection)``."""
+    original = getattr(Connection, name)
 
-    def interrupted(*args):
-        monkeypatch.setattr(conn, name, original)
+    def interrupted(conn, *args):
+        monkeypatch.setattr(Connection, name, original)
         if before is not None:
             before(conn)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(conn, name, interrupted)
+    monkeypatch.setattr(Connection, name, interrupted)
 
 
 @pytest.fixture
@@ -249,25 +283,26 @@ def test_an_interruption_while_talking_to_the_writer_process_loses_and_repeats_n
     job = store.create_job("interrupted", {})
     store.transition(job, "running")
     writer = started(store, job)
-    process = writer._process
+    process = writer.writer_process()
     add_steps(writer, range(0, 10))
     assert writer.flush() is None  # in flight
     add_steps(writer, range(10, 20))
     if where == "waiting for a reply":
-        interrupt_once(monkeypatch, process._conn, "recv")
+        interrupt_once(monkeypatch, "recv")
     elif where == "in the middle of a send":  # a header promising bytes that never come
-        interrupt_once(monkeypatch, process._conn, "send", lambda c: c._send(b"\x00\x01\x00\x00"))
+        interrupt_once(monkeypatch, "send", lambda c: os.write(c.fileno(), b"\x00\x01\x00\x00"))
     if where != "in close":
         with pytest.raises(KeyboardInterrupt):
             writer.flush()
-        assert process._child.poll() is not None  # abandoned: killed, its stream no longer trusted
+        assert not process.alive  # abandoned: killed, its stream no longer trusted
         assert writer.pending == 10  # the batch being handed over is still buffered
         add_steps(writer, range(20, 30))
         assert writer.flush() == "running"  # written here, with what the process may not have written
-        assert writer.close() is None and writer._process is None
+        assert writer.writer_process() is None
+        assert writer.close() is None  # no writer process left to wait for
     else:
         writer.flush()
-        interrupt_once(monkeypatch, process._conn, "recv")
+        interrupt_once(monkeypatch, "recv")
         with pytest.raises(KeyboardInterrupt):
             writer.close()  # interrupted while waiting for the last write: written here, then raised
     last = 30 if where != "in close" else 20
