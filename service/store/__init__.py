@@ -4,5 +4,9 @@ migrations in ``migrations/``."""
 
 from service.store.errors import IdempotencyConflict, JobNotFound, JobStateError, StoreError, UnknownParam
 from service.store.facade import Store
+from service.store.read import check_range
 
-__all__ = ["IdempotencyConflict", "JobNotFound", "JobStateError", "Store", "StoreError", "UnknownParam"]
+__all__ = [
+    "IdempotencyConflict", "JobNotFound", "JobStateError", "Store", "StoreError", "UnknownParam",
+    "check_range",
+]

@@ -270,7 +270,7 @@ class Store:
         Read in chunks by step (each chunk its own short read transaction), so a slow consumer holds
         nothing open. Raises JobNotFound here, before the first row is asked for.
         """
-        query.check_range(start, end, 1)
+        query.check_range(start, end)
         with self._reader.begin() as conn:
             names = jobs.param_names(jobs.job_row(conn, job_id))
         columns = query.export_columns(names)

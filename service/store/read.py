@@ -30,13 +30,17 @@ NAN = math.nan
 _H_COLUMNS = (*HISTORY_SERIES, "nan_mask")
 
 
-def check_range(start, end, max_points) -> None:
+def check_range(start, end, max_points=None) -> None:
+    """The one check of a step range: ``start`` and ``end`` (inclusive) non-negative integers or
+    None, ``start`` not after ``end``, and ``max_points`` a positive integer (None: a range without a
+    point budget, e.g. an export). ValueError whose message begins with the field at fault."""
     for name, value in (("start", start), ("end", end)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ValueError(f"{name}: expected a non-negative integer or None, got {value!r}")
     if start is not None and end is not None and start > end:
         raise ValueError(f"start: {start} is after end {end}")
-    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+    if max_points is not None and (isinstance(max_points, bool) or not isinstance(max_points, int)
+                                   or max_points < 1):
         raise ValueError(f"max_points: expected a positive integer, got {max_points!r}")
 
 

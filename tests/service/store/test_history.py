@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 from sqlalchemy import event
 
 from service.domain import Checkpoint
-from service.store import JobStateError, Store
+from service.store import JobStateError, Store, check_range
 from service.store import rollup as rollup
 
 NAMES = ["w1", "b1"]
@@ -364,3 +364,23 @@ def test_flush_reads_the_job_status_without_returning_on_old_sqlite(store, monke
     job_id = _run(store, range(12))
     assert store.get_job(job_id)["steps_done"] == 12
     assert [p["step"] for p in store.history(job_id)] == list(range(12))
+
+
+@pytest.mark.parametrize("start, end, max_points, message", [
+    (-1, None, 10, "start: expected a non-negative integer or None, got -1"),
+    (True, None, 10, "start: expected a non-negative integer or None, got True"),
+    (None, 2.5, 10, "end: expected a non-negative integer or None, got 2.5"),
+    (5, 2, 10, "start: 5 is after end 2"),
+    (None, None, 0, "max_points: expected a positive integer, got 0"),
+    (0, 3, False, "max_points: expected a positive integer, got False"),
+])
+def test_check_range_is_the_one_range_rule_and_names_the_field(start, end, max_points, message):
+    with pytest.raises(ValueError) as caught:
+        check_range(start, end, max_points)
+    assert str(caught.value) == message
+
+
+def test_check_range_accepts_open_ranges_and_no_point_budget():
+    for start, end in ((None, None), (0, None), (None, 0), (3, 3), (0, 2**40)):
+        check_range(start, end, 1)
+        check_range(start, end)  # an export has no point budget
