@@ -20,7 +20,6 @@ from fastapi.openapi.utils import get_openapi
 from service.api import errors
 from service.api.body import BodyLimit
 from service.api.cache import ResponseCache
-from service.api.deps import TotalSteps
 from service.api.errors import SafeJSONResponse
 from service.api.routes import catalog, datasets, events, export, health, history, jobs, steps
 from service.config import ServerSettings
@@ -69,7 +68,6 @@ def create_app(settings: ServerSettings | None = None, *, executor_factory=None)
     app = FastAPI(title="gradbook", version=health.VERSION, description=DESCRIPTION, lifespan=lifespan,
                   default_response_class=SafeJSONResponse)
     app.state.settings = settings
-    app.state.total_steps = TotalSteps()
     app.state.response_cache = ResponseCache(settings.response_cache_bytes)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

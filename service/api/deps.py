@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
-from collections import OrderedDict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -16,8 +14,6 @@ from service.api.errors import ApiError, field_error, not_found
 from service.api.schemas import UNAUTHORIZED
 from service.config import ServerSettings
 from service.domain import MAX_ID, job_view, timestamp
-from service.jobs.spec import SpecError, make_plan, parse_spec
-from service.runtime.datasets import dataset_resolver
 from service.runtime.executor import Executor
 from service.store import Store
 from service.store.rollup import MAX_STEP
@@ -86,42 +82,10 @@ def load_job(store, job_id: int) -> dict:
     return job
 
 
-class TotalSteps:
-    """Total steps of a job, derived from its spec once and remembered (epochs need the data size)."""
-
-    def __init__(self, size: int = 10_000):
-        self._known: OrderedDict[int, int | None] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def remember(self, job_id: int, total: int) -> None:
-        with self._lock:
-            self._known[job_id] = total
-            while len(self._known) > self._size:
-                self._known.popitem(last=False)
-
-    def __call__(self, store, job: dict) -> int | None:
-        spec = job.get("spec") or {}
-        if isinstance(spec.get("steps"), int):
-            return spec["steps"]
-        with self._lock:
-            if job["id"] in self._known:
-                return self._known[job["id"]]
-        try:
-            total = make_plan(parse_spec(spec), dataset_resolver(store)).total_steps
-        except (SpecError, ValueError, TypeError, KeyError):
-            total = None  # e.g. its uploaded dataset was removed; the job's own state says more
-        self.remember(job["id"], total)
-        return total
-
-
-def total_steps_of(request: Request) -> TotalSteps:
-    return request.app.state.total_steps
-
-
-def job_out(store, totals: TotalSteps, job: dict, include_spec: bool = True) -> dict:
+def job_out(job: dict, include_spec: bool = True) -> dict:
+    """A job as the API answers with it: the view every front end shows, plus when its row last
+    changed and which process owns it."""
     view = job_view(job)
-    view["total_steps"] = totals(store, job)
     view["updated_at"] = timestamp(job.get("updated_at"))
     view["owner"] = job.get("owner")
     if not include_spec:

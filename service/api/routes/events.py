@@ -23,7 +23,7 @@ from fastapi import Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from service.api.deps import JobId, SettingsDep, StoreDep, guarded_router, job_out, load_job, total_steps_of
+from service.api.deps import JobId, SettingsDep, StoreDep, guarded_router, job_out, load_job
 from service.api.encode import dumps
 from service.api.errors import field_error
 from service.api.schemas import INVALID, NOT_FOUND
@@ -81,7 +81,6 @@ async def events(
     resume_after = _parse_last_event_id(last_event_id)
     if resume_after is None:
         resume_after = after
-    totals = total_steps_of(request)
     job = await run_in_threadpool(load_job, store, job_id)
     transitions = await run_in_threadpool(store.job_events, job_id)
     state = {
@@ -89,7 +88,7 @@ async def events(
         # a full replay (after=-1) includes the status changes; otherwise only those from now on
         "after_event": transitions[-1]["id"] if transitions and resume_after != -1 else 0,
     }
-    first = await run_in_threadpool(job_out, store, totals, job, False)
+    first = job_out(job, include_spec=False)
 
     def poll():
         job = store.get_job(job_id)
@@ -136,7 +135,7 @@ async def events(
                     ending = True  # one more look for the steps the stopping trainer writes last
                     await asyncio.sleep(LATE_FLUSH_S)
                     continue
-                yield sse("end", await run_in_threadpool(job_out, store, totals, job, False))
+                yield sse("end", job_out(job, include_spec=False))
                 return
             if await request.is_disconnected():
                 return

@@ -24,7 +24,6 @@ from service.api.deps import (
     guarded_router,
     job_out,
     load_job,
-    total_steps_of,
 )
 from service.api.errors import ApiError, field_error
 from service.api.schemas import (
@@ -81,13 +80,12 @@ async def submit_job(
 ):
     """Validate the spec (a 422 names each bad field), store the job as queued and hand it to a worker."""
     doc = parse_json(await request.body())
-    totals = total_steps_of(request)
 
     def create() -> tuple[dict, bool]:
         spec, total = validate_spec(store, doc)
         before = datetime.now(UTC)
-        job_id = store.create_job(spec.name, spec.model_dump(mode="json"), idempotency_key=idempotency_key)
-        totals.remember(job_id, total)
+        job_id = store.create_job(spec.name, spec.model_dump(mode="json"), idempotency_key=idempotency_key,
+                                  total_steps=total)
         job = store.get_job(job_id)
         replayed = datetime.fromisoformat(job["created_at"]) < before
         if job["status"] == "queued":
@@ -99,7 +97,7 @@ async def submit_job(
     if replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    return job_out(store, totals, job)
+    return job_out(job)
 
 
 # --- read ----------------------------------------------------------------------------------------------
@@ -107,23 +105,23 @@ async def submit_job(
 
 @router.get("", response_model=JobList, responses=INVALID, summary="List jobs")
 def list_jobs(
-    request: Request, store: StoreDep,
+    store: StoreDep,
     status: Annotated[Status | None, Query(description="Only jobs in this state.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     include_spec: Annotated[bool, Query(description="Include each job's spec.")] = False,
 ):
     """Jobs newest first, optionally filtered by status, one page at a time."""
-    totals = total_steps_of(request)
-    jobs = store.list_jobs(status=status, limit=limit, offset=offset)
-    return {"jobs": [job_out(store, totals, j, include_spec) for j in jobs],
+    # Without include_spec the specs are not even read: one can be tens of megabytes.
+    jobs = store.list_jobs(status=status, limit=limit, offset=offset, include_spec=include_spec)
+    return {"jobs": [job_out(j, include_spec) for j in jobs],
             "total": store.count_jobs(status), "limit": limit, "offset": offset}
 
 
 @router.get("/{job_id}", response_model=JobOut, responses={**NOT_FOUND, **INVALID}, summary="Show a job")
-def get_job(request: Request, job_id: JobId, store: StoreDep):
+def get_job(job_id: JobId, store: StoreDep):
     """Status, steps done, last loss, timestamps, error message and spec."""
-    return job_out(store, total_steps_of(request), load_job(store, job_id))
+    return job_out(load_job(store, job_id))
 
 
 @router.get("/{job_id}/transitions", response_model=TransitionList, responses={**NOT_FOUND, **INVALID},
@@ -138,8 +136,7 @@ def transitions(job_id: JobId, store: StoreDep):
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT, **INVALID},
              summary="Cancel a job")
-def cancel_job(request: Request, job_id: JobId, store: StoreDep, executor: ExecutorDep,
-               settings: SettingsDep):
+def cancel_job(job_id: JobId, store: StoreDep, executor: ExecutorDep, settings: SettingsDep):
     """A queued, running or interrupted job becomes cancelled at once; a running one stops within a
     training step (the answer waits for that, briefly). Its history up to then is kept."""
     job = load_job(store, job_id)
@@ -147,12 +144,12 @@ def cancel_job(request: Request, job_id: JobId, store: StoreDep, executor: Execu
         raise ApiError(409, domain.refusal("cancel", job_id, job["status"]))
     store.transition(job_id, "cancelled", reason="cancelled by request")  # a race: JobStateError, 409
     executor.cancel(job_id, timeout=settings.cancel_wait_seconds)
-    return job_out(store, total_steps_of(request), load_job(store, job_id))
+    return job_out(load_job(store, job_id))
 
 
 @router.post("/{job_id}/resume", response_model=JobOut, responses={**NOT_FOUND, **CONFLICT, **INVALID},
              summary="Resume an interrupted job")
-def resume_job(request: Request, job_id: JobId, store: StoreDep, executor: ExecutorDep):
+def resume_job(job_id: JobId, store: StoreDep, executor: ExecutorDep):
     """An interrupted job is queued again and continues from its last checkpoint; the history after
     that checkpoint is recomputed, bit for bit what an uninterrupted run records."""
     job = load_job(store, job_id)
@@ -160,7 +157,7 @@ def resume_job(request: Request, job_id: JobId, store: StoreDep, executor: Execu
         raise ApiError(409, domain.refusal("resume", job_id, job["status"]))
     store.transition(job_id, "queued", reason="resume requested")
     executor.submit(job_id, resume=True)
-    return job_out(store, total_steps_of(request), load_job(store, job_id))
+    return job_out(load_job(store, job_id))
 
 
 @router.delete("/{job_id}", status_code=204, response_class=Response,

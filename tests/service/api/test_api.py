@@ -160,6 +160,22 @@ def test_list_filters_by_status_and_pages(app_client, seed_job):
     assert done["total"] == sum(j["status"] == "succeeded" for j in every["jobs"])
 
 
+def test_listing_shows_stored_totals_and_reads_no_spec(tmp_path):
+    """A job with a 28 MB spec beside an ordinary one: the listing answers from the stored columns
+    (the huge spec is not a valid plan, so a listing that re-planned it could not know its total)."""
+    url = f"sqlite:///{tmp_path / 'gradbook.db'}"
+    with TestClient(create_app(ServerSettings(database_url=url, executor="thread", workers=1))) as client:
+        store = client.app.state.store
+        small = store.create_job("small", seed(5), total_steps=5)
+        big_spec = {"name": "huge", "epochs": 2, "pad": "x" * 28_000_000}
+        huge = store.create_job("huge", big_spec, total_steps=40)
+        listed = client.get("/jobs").json()
+        shown = [(j["id"], j["total_steps"], j["spec"]) for j in listed["jobs"]]
+        assert shown == [(huge, 40, None), (small, 5, None)]
+        assert listed["total"] == 2
+        assert client.get(f"/jobs/{huge}").json()["total_steps"] == 40
+
+
 def test_transitions_are_stored_with_time_and_reason(app_client, seed_job):
     body = app_client.get(f"/jobs/{seed_job['id']}/transitions").json()["transitions"]
     assert [(t["from_status"], t["to_status"]) for t in body] == [
