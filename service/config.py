@@ -1,18 +1,96 @@
-"""Every setting of gradbook, each with a ``GRADBOOK_*`` environment variable.
+"""Every setting of gradbook, each with a ``GRADBOOK_*`` environment variable, read by one parser.
 
 ``Settings``: the training limits and tunables, read from the environment each time they are asked
 for (``settings()``), so tests and the service can change them per process. ``ServerSettings``: the
 REST service's, read once when the app is built; ``gradbook serve`` options override them.
+``database_url()``: the database every part of gradbook uses unless told another.
+
+A field ``max_steps`` is set by ``GRADBOOK_MAX_STEPS``; its type (int, float or str) comes from the
+field's annotation, and every number must be positive unless the field's metadata says otherwise. A
+variable that is unset or blank leaves the default.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import typing
 from dataclasses import dataclass, field, fields, replace
+
+ENV_PREFIX = "GRADBOOK_"
+DATABASE_URL_ENV = "GRADBOOK_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///gradbook.db"
+
+
+def env_name(name: str) -> str:
+    """The environment variable of the setting ``name``: max_steps -> GRADBOOK_MAX_STEPS."""
+    return ENV_PREFIX + name.upper()
+
+
+def database_url(explicit: str | None = None, environ=None) -> str:
+    """The database to use: ``explicit`` if given, else $GRADBOOK_DATABASE_URL, else ./gradbook.db."""
+    env = os.environ if environ is None else environ
+    return explicit or (env.get(DATABASE_URL_ENV) or "").strip() or DEFAULT_DATABASE_URL
+
+
+# --- the parser, driven by the dataclass fields -----------------------------------------------------------
+
+_EXPECTED = {int: "an integer", float: "a number"}
+
+
+@functools.cache
+def _kinds(cls) -> dict[str, type]:
+    """Field name -> int, float or str, from the annotations (``str | None`` is str)."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        kinds[name] = args[0]
+    return kinds
+
+
+class _FromEnvironment:
+    """``from_env()`` and the range checks, for a frozen dataclass of settings."""
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides):
+        """Settings from ``GRADBOOK_*`` variables; keyword overrides that are not None win."""
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        for f in fields(cls):
+            key, raw = env_name(f.name), env.get(env_name(f.name))
+            if raw is None or not raw.strip():
+                continue
+            kind = _kinds(cls)[f.name]
+            if kind is str:
+                values[f.name] = raw
+                continue
+            try:
+                values[f.name] = kind(raw.strip().replace("_", ""))
+            except ValueError:
+                raise ValueError(f"{key}: expected {_EXPECTED[kind]}, got {raw!r}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def __post_init__(self):
+        for f in fields(self):
+            key, kind, value = env_name(f.name), _kinds(type(self))[f.name], getattr(self, f.name)
+            if kind is str:
+                choices = f.metadata.get("choices")
+                if choices and value not in choices:
+                    raise ValueError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+                continue
+            least = f.metadata.get("least")
+            allowed = (int,) if kind is int else (int, float)
+            ok = not isinstance(value, bool) and isinstance(value, allowed)
+            ok = ok and (value >= least if least is not None else value > 0)
+            if not ok:
+                what = (f"{_EXPECTED[kind]} of at least {least}" if least is not None
+                        else f"a positive {'integer' if kind is int else 'number'}")
+                raise ValueError(f"{key}: expected {what}, got {value!r}")
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(_FromEnvironment):
     max_steps: int = 1_000_000          # GRADBOOK_MAX_STEPS: updates per job
     max_params: int = 5_000_000         # GRADBOOK_MAX_PARAMS: model parameters per job
     max_data_values: int = 20_000_000   # GRADBOOK_MAX_DATA_VALUES: entries of x plus y
@@ -31,25 +109,6 @@ class Settings:
     verify_max_params: int = 20_000     # GRADBOOK_VERIFY_MAX_PARAMS: bumping costs 2 forwards per parameter
     graph_max_values: int = 200_000     # GRADBOOK_GRAPH_MAX_VALUES: entries over all nodes of a shown graph
 
-    @classmethod
-    def from_env(cls, environ=None) -> Settings:
-        env = os.environ if environ is None else environ
-        values = {}
-        for f in fields(cls):
-            key = "GRADBOOK_" + f.name.upper()
-            raw = env.get(key)
-            if raw is None or raw.strip() == "":
-                continue
-            kind = float if isinstance(f.default, float) else int
-            try:
-                value = kind(raw.replace("_", ""))
-            except ValueError:
-                raise ValueError(f"{key}: expected a number, got {raw!r}") from None
-            if value <= 0:
-                raise ValueError(f"{key}: must be positive, got {raw!r}")
-            values[f.name] = value
-        return cls(**values)
-
 
 def settings() -> Settings:
     return Settings.from_env()
@@ -63,52 +122,23 @@ def _default_workers() -> int:
 
 
 @dataclass(frozen=True)
-class ServerSettings:
-    database_url: str | None = None          # GRADBOOK_DATABASE_URL (default sqlite:///gradbook.db)
+class ServerSettings(_FromEnvironment):
+    database_url: str | None = None          # GRADBOOK_DATABASE_URL (default: database_url())
     api_token: str | None = field(default=None, repr=False)  # GRADBOOK_API_TOKEN: bearer token, if set
     workers: int = field(default_factory=_default_workers)  # GRADBOOK_WORKERS: training processes
-    executor: str = "process"                # GRADBOOK_EXECUTOR: process (default) or thread
+    executor: str = field(default="process", metadata={"choices": EXECUTORS})  # GRADBOOK_EXECUTOR
     max_body_bytes: int = 32 * 1024 * 1024   # GRADBOOK_MAX_BODY_BYTES: larger request bodies get 413
     host: str = "127.0.0.1"                  # GRADBOOK_HOST
-    port: int = 8000                         # GRADBOOK_PORT
+    port: int = field(default=8000, metadata={"least": 0})  # GRADBOOK_PORT (0: any free port)
     events_poll_seconds: float = 0.1         # GRADBOOK_EVENTS_POLL_SECONDS: event stream's database poll
     recover_seconds: float = 1.0             # GRADBOOK_RECOVER_SECONDS: sweep for jobs whose process died
     cancel_wait_seconds: float = 1.5         # GRADBOOK_CANCEL_WAIT_SECONDS: cancel waits for the worker
     response_cache_bytes: int = 64 * 1024 * 1024  # GRADBOOK_RESPONSE_CACHE_BYTES: ready history answers
 
     def __post_init__(self):
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"GRADBOOK_EXECUTOR: expected one of {', '.join(EXECUTORS)}, "
-                             f"got {self.executor!r}")
-        for name in ("workers", "max_body_bytes", "port", "response_cache_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "port" else 1):
-                raise ValueError(f"GRADBOOK_{name.upper()}: expected a positive integer, got {value!r}")
-        for name in ("events_poll_seconds", "recover_seconds", "cancel_wait_seconds"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"GRADBOOK_{name.upper()}: must be positive, got {getattr(self, name)!r}")
+        super().__post_init__()
         if self.api_token is not None and not self.api_token.strip():
-            object.__setattr__(self, "api_token", None)  # an empty variable means "no token"
-
-    @classmethod
-    def from_env(cls, environ=None, **overrides) -> ServerSettings:
-        """Settings from ``GRADBOOK_*`` variables; keyword overrides that are not None win."""
-        env = os.environ if environ is None else environ
-        values: dict = {}
-        kinds = {"workers": int, "max_body_bytes": int, "port": int, "response_cache_bytes": int,
-                 "events_poll_seconds": float,
-                 "recover_seconds": float, "cancel_wait_seconds": float}
-        for name in ("database_url", "api_token", "executor", "host", *kinds):
-            raw = env.get("GRADBOOK_" + name.upper())
-            if raw is None or (raw.strip() == "" and name != "api_token"):
-                continue
-            kind = kinds.get(name, str)
-            try:
-                values[name] = kind(raw.strip().replace("_", "")) if kind is not str else raw
-            except ValueError:
-                raise ValueError(f"GRADBOOK_{name.upper()}: expected a number, got {raw!r}") from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+            object.__setattr__(self, "api_token", None)  # an empty token means "no token"
 
     def with_(self, **changes) -> ServerSettings:
         return replace(self, **changes)
