@@ -266,25 +266,14 @@ class Local:
             raise UsageError(f"no job {job_id} in this database")
         return job
 
-    @staticmethod
-    def _view(job: dict) -> dict:
-        view = service.job_view(job)
-        if job.get("total_steps") is not None:  # stored at submission: never re-plan a job to show it
-            view["total_steps"] = job["total_steps"]
-        return view
-
     # -- reading
 
     def jobs(self, status: str | None, limit: int, offset: int, include_spec: bool) -> list[dict]:
         rows = self.store.list_jobs(status=status, limit=limit, offset=offset, include_spec=include_spec)
-        views = [self._view(j) for j in rows]
-        if not include_spec:
-            for view in views:
-                view["spec"] = None
-        return views
+        return [service.job_view(j) for j in rows]
 
     def job(self, job_id: int) -> dict:
-        return self._view(self._stored(job_id))
+        return service.job_view(self._stored(job_id))
 
     def history(self, job_id: int, start, end, max_points: int) -> list[dict]:
         self._stored(job_id)
@@ -311,7 +300,7 @@ class Local:
 
     def cancel(self, job_id: int) -> dict:
         job = service.cancel_job(self.store, self._stored(job_id), reason="cancelled from the command line")
-        return self._view(job)
+        return service.job_view(job)
 
     def train(self, doc, source: str, quiet: bool) -> tuple[dict, str]:
         """Check and plan the spec (a bad one creates no job, nor a database), then run the job here."""
@@ -346,7 +335,7 @@ class Local:
         job = self._stored(job_id)
         first = self.store.step(job_id, 0) if job["steps_done"] else None
         text = summary(job, seconds=seconds, first_loss=None if first is None else first["loss"])
-        return self._view(job), text
+        return service.job_view(job), text
 
 
 @contextlib.contextmanager
