@@ -16,10 +16,8 @@ from service.config import ServerSettings
 from service.domain import MAX_ID, job_view, timestamp
 from service.runtime.executor import Executor
 from service.store import Store
+from service.store import check_range as store_check_range
 from service.store.rollup import MAX_STEP
-
-# Ids and steps are SQL INTEGERs; larger numbers are refused as input errors before any query.
-
 
 _bearer = HTTPBearer(auto_error=False, description="Required when the server has GRADBOOK_API_TOKEN set.")
 
@@ -64,15 +62,20 @@ def guarded_router(**options) -> APIRouter:
 StoreDep = Annotated[Store, Depends(get_store)]
 ExecutorDep = Annotated[Executor, Depends(get_executor)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
+# Ids and steps are SQL INTEGERs; larger numbers are refused as input errors before any query.
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="Job id.")]
 StepNumber = Annotated[int, Path(ge=0, le=MAX_STEP, description="Step number (from 0).")]
 Start = Annotated[int | None, Query(ge=0, le=MAX_STEP, description="First step, inclusive.")]
 End = Annotated[int | None, Query(ge=0, le=MAX_STEP, description="Last step, inclusive.")]
 
 
-def check_range(start: int | None, end: int | None) -> None:
-    if start is not None and end is not None and start > end:
-        raise field_error(422, ["query", "start"], f"start {start} is after end {end}")
+def check_range(start: int | None, end: int | None, max_points: int | None = None) -> None:
+    """The store's rule for a step range, its complaint as a 422 on the query parameter at fault."""
+    try:
+        store_check_range(start, end, max_points)
+    except ValueError as e:  # "start: 5 is after end 2" -> loc ["query", "start"], "start 5 is after end 2"
+        name, _, reason = str(e).partition(": ")
+        raise field_error(422, ["query", name], f"{name} {reason}") from None
 
 
 def load_job(store, job_id: int) -> dict:

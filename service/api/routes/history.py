@@ -69,7 +69,7 @@ def _range_json(head: dict, points: Points) -> bytes:
             summary="Loss, learning rate and gradient norm per step")
 def history(request: Request, job_id: JobId, store: StoreDep, start: Start = None, end: End = None,
             max_points: MaxPoints = 1000):
-    check_range(start, end)
+    check_range(start, end, max_points)
     job = load_job(store, job_id)
 
     def compute() -> bytes:
@@ -87,7 +87,7 @@ def gradients(
     start: Start = None, end: End = None, max_points: MaxPoints = 1000,
 ):
     """L2 norm, mean, std, min, max and the count of non-finite entries of the parameter's gradient."""
-    check_range(start, end)
+    check_range(start, end, max_points)
     job = load_job(store, job_id)
 
     def compute() -> bytes:

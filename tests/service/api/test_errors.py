@@ -179,6 +179,14 @@ def test_bad_parameters_are_422_naming_them(app, job_id, path, loc):
     assert loc in locs(r), r.json()
 
 
+@pytest.mark.parametrize("route", ["history", "gradients", "export"])
+def test_a_range_that_ends_before_it_starts_is_refused_by_the_stores_rule(app, job_id, route):
+    r = app.get(f"/jobs/{job_id}/{route}", params={"start": 5, "end": 2, "param": "w1"})
+    assert r.status_code == 422
+    [error] = r.json()["detail"]
+    assert error == {"loc": ["query", "start"], "msg": "start 5 is after end 2", "type": "value_error"}
+
+
 def test_bad_last_event_id(app, job_id):
     r = app.get(f"/jobs/{job_id}/events", headers={"Last-Event-ID": "soon"})
     assert r.status_code == 422 and locs(r) == [["header", "Last-Event-ID"]]
