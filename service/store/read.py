@@ -114,7 +114,7 @@ def _bucket_dicts(series: tuple[str, ...], rows) -> list[dict]:
 
 
 def raw_point(st: rollup.SeriesTable, row) -> dict:
-    """A raw point from a row of ``store_rollup.raw_columns(st)``."""
+    """A raw point from a row of ``rollup.raw_columns(st)``."""
     return _raw_dicts(st.series, (row,))[0]
 
 

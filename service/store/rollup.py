@@ -1,6 +1,6 @@
 """Exact downsampling in SQL over a pyramid of per-block aggregates.
 
-Level 0 is the raw table; each stored level L (2 to 9, see models.ROLLUP_FIRST_LEVEL) holds one row
+Level 0 is the raw table; each stored level L (2 to 9, see schema.ROLLUP_FIRST_LEVEL) holds one row
 per aligned block of ``4**L`` steps with the min, max, sum and count (of non-NaN values) of every
 series, plus the first/last step present and the row count. The blocks a batch touches are
 computed with NumPy (:func:`append`) in the batch's own transaction, so the pyramid always agrees
@@ -16,7 +16,7 @@ buckets stable while a live job grows; the range's ragged edges are covered by f
 to raw rows. Bucket min/max/mean are therefore exact, and each bucket's ``last`` values are read
 from the raw row at its last step.
 
-NaN is stored as NULL (see models.py), so min, max and mean skip NaN like ``np.nanmin``; a sum of
+NaN is stored as NULL (see schema.py), so min, max and mean skip NaN like ``np.nanmin``; a sum of
 +inf and -inf is NaN, kept as NULL in ``<series>_sum``, and makes the bucket's mean NaN.
 """
 

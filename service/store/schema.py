@@ -11,7 +11,7 @@ value column is always recorded, so there NULL always means NaN.
 
 The ``*_rollup`` tables hold exact per-block aggregates (min, max, sum and count of every series)
 at block sizes 4, 16, 64, ... so that a downsampled query over a long range scans a few thousand
-block rows instead of every step (see service/store_rollup.py).
+block rows instead of every step (see service/store/rollup.py).
 """
 
 from __future__ import annotations
