@@ -25,7 +25,7 @@ from service.api.routes import catalog, datasets, events, export, health, histor
 from service.config import ServerSettings
 from service.jobs.spec import JobSpec
 from service.runtime.executor import make_executor
-from service.runtime.sweeper import Sweeper, requeue
+from service.runtime.sweeper import Sweeper, recover, requeue
 from service.store import Store
 
 log = logging.getLogger("gradbook.server")
@@ -38,21 +38,15 @@ Non-finite numbers (a diverged loss) are written as `null`. With `GRADBOOK_API_T
 endpoint except `/health` needs `Authorization: Bearer <token>`."""
 
 
-def create_app(settings: ServerSettings | None = None, *, executor_factory=None) -> FastAPI:
-    """The app. ``executor_factory(store, settings) -> Executor`` replaces the configured pool (tests)."""
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """The app, with ``settings`` or those of the GRADBOOK_* variables."""
     settings = settings or ServerSettings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store = Store(settings.database_url)
-        recovered = store.recover_orphans()
-        if recovered:
-            log.warning("jobs %s were left running by a server that is gone: marked interrupted; "
-                        "POST /jobs/{id}/resume continues them", recovered)
-        if executor_factory is not None:
-            executor = executor_factory(store, settings)
-        else:
-            executor = make_executor(settings.executor, store, settings.workers)
+        recover(store)
+        executor = make_executor(settings.executor, store, settings.workers)
         app.state.store, app.state.executor = store, executor
         executor.start()
         requeue(store, executor)

@@ -1,5 +1,5 @@
-"""Keeping a server's jobs moving: queued jobs handed to the executor at start, and a periodic sweep
-that marks running jobs whose process is gone as interrupted."""
+"""Keeping a server's jobs moving: running jobs whose process is gone marked interrupted (at start and
+then periodically), and queued jobs handed to the executor at start."""
 
 from __future__ import annotations
 
@@ -10,6 +10,16 @@ from service.runtime.executor import Executor
 from service.store import Store
 
 log = logging.getLogger("gradbook.server")
+
+
+def recover(store: Store) -> list[int]:
+    """Mark the running jobs whose process is gone (a server or worker killed mid-job) as interrupted,
+    and say so in the log; their ids."""
+    recovered = store.recover_orphans()
+    if recovered:
+        log.warning("jobs %s were running in a process that is gone: marked interrupted; "
+                    "POST /jobs/{id}/resume continues them", recovered)
+    return recovered
 
 
 def requeue(store: Store, executor: Executor) -> list[int]:
@@ -47,9 +57,6 @@ class Sweeper:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                recovered = self.store.recover_orphans()
+                recover(self.store)
             except Exception:  # noqa: BLE001 - a locked or briefly unreachable database: try again
                 log.exception("orphan sweep failed")
-                continue
-            if recovered:
-                log.warning("jobs %s were running in a process that is gone: marked interrupted", recovered)
