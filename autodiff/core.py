@@ -28,6 +28,8 @@ __all__ = [
     "enable_grad",
     "is_grad_enabled",
     "sum_to_shape",
+    "topological_order",
+    "tracing",
 ]
 
 _FLOAT_KINDS = "f"
@@ -163,6 +165,23 @@ class Tensor:
     def is_leaf(self) -> bool:
         return self._rule is None
 
+    # --- how it was computed (read by autodiff.graph; None and () once backward freed the graph)
+
+    @property
+    def op(self) -> str | None:
+        """Name of the registered op that made this tensor; None for a leaf."""
+        return None if self._rule is None else self._rule.name
+
+    @property
+    def parents(self) -> tuple:
+        """The op's arguments that were tensors, position by position (None for a constant)."""
+        return self._parents
+
+    @property
+    def operands(self) -> tuple:
+        """The arrays the op's forward received, position by position (constants included)."""
+        return self._args or ()
+
     def __len__(self):
         return len(self.data)
 
@@ -226,7 +245,7 @@ _FREED_MESSAGE = (
 )
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
+def topological_order(root: Tensor) -> list[Tensor]:
     """Tensors reachable from root that need a gradient, inputs before the ops that use them.
 
     Every tensor carries a creation number (``_seq``) and an op's output is always newer than its
@@ -445,6 +464,17 @@ def defvjp_argnum(op, vjp) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Tracing: autodiff.graph pushes a callback here to see every recorded op output as it is made.
+# Tracing: see every recorded op output as it is made (autodiff.graph builds its graphs so).
 
 _tracers: list = []
+
+
+@contextlib.contextmanager
+def tracing(callback):
+    """Within the block, call ``callback(tensor)`` with every op output recorded for backward (the
+    innermost block's callback only, so traces nest)."""
+    _tracers.append(callback)
+    try:
+        yield
+    finally:
+        _tracers.remove(callback)

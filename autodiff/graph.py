@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import core
-from .core import Tensor
+from .core import Tensor, topological_order, tracing
 
 
 @dataclass
@@ -67,7 +66,7 @@ class Graph:
 
     def _add_op(self, t: Tensor) -> None:
         inputs = []
-        for parent, arg in zip(t._parents, t._args, strict=False):
+        for parent, arg in zip(t.parents, t.operands, strict=False):
             if parent is None:
                 i = len(self.nodes)
                 self.nodes.append(Node(i, _format(arg), "const", [], constant=np.asarray(arg)))
@@ -75,15 +74,15 @@ class Graph:
             else:
                 inputs.append(self._node_for(parent))
         t.retain_grad()
-        self._add(t, t._rule.name, inputs)
+        self._add(t, t.op, inputs)
 
     @classmethod
     def from_output(cls, out: Tensor) -> Graph:
         """The graph that computed `out`; marks its nodes so backward keeps their derivatives."""
-        order = core._topological_order(out) if out.requires_grad else [out]
+        order = topological_order(out) if out.requires_grad else [out]
         graph = cls()
         for t in order:
-            if t._rule is None:
+            if t.is_leaf:
                 graph._node_for(t)
             else:
                 graph._add_op(t)
@@ -162,11 +161,8 @@ class Trace:
 @contextlib.contextmanager
 def _recording():
     tr = Trace()
-    core._tracers.append(tr.graph._add_op)
-    try:
+    with tracing(tr.graph._add_op):
         yield tr
-    finally:
-        core._tracers.remove(tr.graph._add_op)
 
 
 def trace(what=None, *inputs):

@@ -262,3 +262,23 @@ def test_comparisons_give_masks_usable_in_where():
     y = ad.where(x > 0, x, 0.0)
     y.sum().backward()
     np.testing.assert_array_equal(x.grad, [0, 1])
+
+
+def test_how_a_tensor_was_computed_is_public_until_backward_frees_it():
+    from autodiff.core import topological_order, tracing
+
+    x = ad.Tensor(np.array([1.0, 2.0]), requires_grad=True, name="x")
+    seen = []
+    with tracing(seen.append):
+        y = ad.relu(x * 3.0)
+    with tracing(seen.append):
+        with tracing(lambda t: None):  # nested: only the innermost callback sees the op
+            ad.exp(x)
+    assert [t.op for t in seen] == ["multiply", "relu"]
+    product = seen[0]
+    assert x.op is None and x.parents == () and product.op == "multiply"
+    assert product.parents[0] is x and product.parents[1] is None  # 3.0 was a constant
+    assert product.operands[0] is x.data and float(product.operands[1]) == 3.0
+    assert topological_order(y) == [x, product, y]
+    y.sum().backward()
+    assert y.parents == () and y.operands == ()  # the graph was freed
