@@ -1,4 +1,5 @@
-"""Layers, a multilayer perceptron with named parameters, initialisers and losses.
+"""Layers, a multilayer perceptron with named parameters, initialisers; and the losses (each an op
+of its own, in losses.py) under the same roof, as torch.nn has them.
 
 Parameters are named ``w1, b1, w2, b2, ...`` (weights shaped (in, out), each layer computing
 ``x @ w + b``); intermediate values are named ``t1 = x @ w1``, ``z1 = t1 + b1``, ``a1 = g(z1)``
@@ -12,7 +13,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from . import ops
-from .core import Tensor, defvjp, primitive
+from .core import Tensor
+from .losses import LOSSES, binary_cross_entropy_with_logits, cross_entropy, half_squared_error, mse
+
+__all__ = ["ACTIVATIONS", "INIT_SCHEMES", "init_weight", "Linear", "MLP",
+           "LOSSES", "half_squared_error", "mse", "cross_entropy", "binary_cross_entropy_with_logits"]
 
 ACTIVATIONS = {
     "relu": ops.relu,
@@ -137,120 +142,3 @@ class MLP:
                 h = fn(h)
                 h.name = layer._names[2]
         return h
-
-
-# --- losses ------------------------------------------------------------------------------------
-# Each loss is one registered op (like torch's fused losses): one node J in the graph, as on the
-# lecture's blackboard, and a gradient computed in one step. All are means over the batch.
-
-
-def _batch(d):
-    """Examples in a batch: rows of a 2-D+ array, entries of a 1-D one."""
-    return d.size // d.shape[-1] if d.ndim > 1 else max(d.size, 1)
-
-
-@primitive("half_squared_error")
-def _half_squared_error(pred, target):
-    d = pred - target
-    return np.add.reduce(d * d, axis=None) / (2 * _batch(d))
-
-
-def _hse_vjp(sign):
-    def vjp(g, out, pred, target):
-        d = pred - target
-        return d * (g * sign / _batch(d))
-
-    return vjp
-
-
-defvjp(_half_squared_error, _hse_vjp(1), _hse_vjp(-1))
-
-
-def half_squared_error(pred, target):
-    """J = 1/2 ||pred − target||² per example, averaged over the batch (the lecture's cost)."""
-    return _half_squared_error(pred, target).named("J")
-
-
-@primitive("mse")
-def _mse(pred, target):
-    d = pred - target
-    return np.add.reduce(d * d, axis=None) / max(d.size, 1)
-
-
-defvjp(
-    _mse,
-    lambda g, out, pred, target: g * 2 * (pred - target) / max(np.broadcast(pred, target).size, 1),
-    lambda g, out, pred, target: g * 2 * (target - pred) / max(np.broadcast(pred, target).size, 1),
-)
-
-
-def mse(pred, target):
-    """Mean of the squared error over every entry (torch.nn.MSELoss)."""
-    return _mse(pred, target).named("J")
-
-
-@primitive("cross_entropy")
-def _cross_entropy(logits, labels):
-    shifted = logits - np.max(logits, axis=-1, keepdims=True)
-    logp = shifted - np.log(np.add.reduce(np.exp(shifted), axis=-1, keepdims=True))
-    return -np.add.reduce(logp[np.arange(labels.shape[0]), labels]) / labels.shape[0]
-
-
-def _cross_entropy_vjp(g, out, logits, labels):
-    e = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
-    p = e / np.add.reduce(e, axis=-1, keepdims=True)
-    p[np.arange(labels.shape[0]), labels] -= 1
-    return p * (g / labels.shape[0])
-
-
-defvjp(_cross_entropy, _cross_entropy_vjp, None)
-
-
-def cross_entropy(logits, labels):
-    """Softmax cross-entropy of (batch, classes) logits against integer class labels."""
-    labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
-    if labels.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: labels must be integers, got dtype {labels.dtype}")
-    n_classes = logits.shape[-1]
-    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
-        raise ValueError(
-            f"cross_entropy: expected logits (batch, classes) and labels (batch,), got {logits.shape} "
-            f"and {labels.shape}"
-        )
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(
-            f"cross_entropy: labels must lie in [0, {n_classes}), got {labels.min()}..{labels.max()}"
-        )
-    return _cross_entropy(logits, labels).named("J")
-
-
-@primitive("binary_cross_entropy_with_logits")
-def _bce_with_logits(z, y):
-    # max(z, 0) − z·y + log(1 + e^{−|z|}): never exponentiates a positive number
-    loss = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-    return np.add.reduce(loss, axis=None) / max(loss.size, 1)
-
-
-def _sigmoid(z):
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
-
-
-defvjp(
-    _bce_with_logits,
-    lambda g, out, z, y: g * (_sigmoid(z) - y) / max(np.broadcast(z, y).size, 1),
-    lambda g, out, z, y: g * -z / max(np.broadcast(z, y).size, 1),
-)
-
-
-def binary_cross_entropy_with_logits(logits, targets):
-    """Mean of −[y log σ(z) + (1 − y) log(1 − σ(z))] over every entry, computed stably."""
-    return _bce_with_logits(logits, targets).named("J")
-
-
-LOSSES = {
-    "half_squared_error": half_squared_error,
-    "mse": mse,
-    "cross_entropy": cross_entropy,
-    "binary_cross_entropy": binary_cross_entropy_with_logits,
-}
