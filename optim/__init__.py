@@ -71,11 +71,24 @@ from .errors import (
     UnknownOptimizerError,
 )
 from .hyper import Hyper
-from .optimizer import STATE_FORMAT, STATE_VERSION, LoadReport, Optimizer
+from .kernels import (
+    CLIP_EPS,
+    DOT_ROW,
+    add_scaled_ratio_,
+    clip_to_norm_,
+    decay_add_square_,
+    decayed_grad,
+    dot_rows,
+    effective_grad,
+    lerp_,
+    sumsq,
+)
+from .optimizer import Optimizer
 from .registry import available, create, discover, get, load_errors, register, unregister
 from .rmsprop import RMSprop
 from .schedules import Schedule, available_schedules, make_schedule
 from .sgd import SGD
+from .state import STATE_FORMAT, STATE_VERSION, LoadReport
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam",
@@ -85,4 +98,7 @@ __all__ = [
     "pack_state", "unpack_state", "save_state", "load_state", "LoadReport", "STATE_FORMAT", "STATE_VERSION",
     "Hyper", "OptimError", "HyperparameterError", "UnknownOptimizerError", "RegistryError", "StateDictError",
     "NonFiniteGradientError",
+    # array kernels: the update rules' building blocks and the bit-reproducible sum of squares
+    "sumsq", "dot_rows", "DOT_ROW", "CLIP_EPS", "clip_to_norm_", "effective_grad", "decayed_grad", "lerp_",
+    "decay_add_square_", "add_scaled_ratio_",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .hyper import Hyper, betas_field, eps_field, lr_field, maximize_field, weight_decay_field
-from .kernels import add_scaled_ratio_, decay_add_square_, effective_grad, lerp_
+from .kernels import add_scaled_ratio_, decay_add_square_, decayed_grad, lerp_
 from .optimizer import Optimizer
 
 
@@ -15,13 +15,7 @@ def adam_update(p, g, state, scratch, step, lr, hp, decoupled: bool) -> None:
     v ← β2 v + (1 − β2) g²; AMSGrad: v̂ ← max(v̂, v); θ ← θ − lr/(1 − β1^t) · m / (√v̂ / √(1 − β2^t) + ε)."""
     gw_buf, tmp = scratch
     beta1, beta2 = hp["betas"]
-    wd = hp["weight_decay"]
-    if decoupled:
-        if wd != 0:
-            p *= 1 - lr * wd
-        g = effective_grad(p, g, gw_buf, hp["maximize"], 0.0)
-    else:
-        g = effective_grad(p, g, gw_buf, hp["maximize"], wd)
+    g = decayed_grad(p, g, gw_buf, lr, hp, decoupled)
     m, v = state["exp_avg"], state["exp_avg_sq"]
     lerp_(m, g, 1 - beta1, tmp)
     decay_add_square_(v, g, beta2, tmp)

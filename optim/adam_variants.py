@@ -5,20 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from .hyper import Hyper, betas_field, eps_field, lr_field, maximize_field, weight_decay_field
-from .kernels import add_scaled_ratio_, decay_add_square_, effective_grad, lerp_
+from .kernels import add_scaled_ratio_, decay_add_square_, decayed_grad, effective_grad, lerp_
 from .optimizer import Optimizer
 
 _DECOUPLED = Hyper("decoupled_weight_decay", "bool", False,
                    "apply weight decay as θ ← θ(1 − lr·λ) (AdamW style) instead of adding λθ to the gradient")
-
-
-def _decayed_grad(p, g, gw_buf, lr, hp):
-    wd = hp["weight_decay"]
-    if hp["decoupled_weight_decay"]:
-        if wd != 0:
-            p *= 1 - lr * wd
-        return effective_grad(p, g, gw_buf, hp["maximize"], 0.0)
-    return effective_grad(p, g, gw_buf, hp["maximize"], wd)
 
 
 class Adamax(Optimizer):
@@ -79,7 +70,7 @@ class NAdam(Optimizer):
         gw_buf, tmp, tmp2 = scratch
         beta1, beta2 = hp["betas"]
         bias_correction2 = 1 - beta2**step
-        g = _decayed_grad(p, g, gw_buf, lr, hp)
+        g = decayed_grad(p, g, gw_buf, lr, hp, hp["decoupled_weight_decay"])
         psi = hp["momentum_decay"]
         mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * psi)))
         mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * psi)))
@@ -119,7 +110,7 @@ class RAdam(Optimizer):
     def update(p, g, state, scratch, step, lr, hp, scalars):
         gw_buf, tmp, tmp2 = scratch
         beta1, beta2 = hp["betas"]
-        g = _decayed_grad(p, g, gw_buf, lr, hp)
+        g = decayed_grad(p, g, gw_buf, lr, hp, hp["decoupled_weight_decay"])
         m, v = state["exp_avg"], state["exp_avg_sq"]
         lerp_(m, g, 1 - beta1, tmp)
         decay_add_square_(v, g, beta2, tmp)

@@ -15,8 +15,7 @@ import numpy as np
 from autodiff import Tensor
 
 from .errors import HyperparameterError, NonFiniteGradientError
-
-CLIP_EPS = 1e-6
+from .kernels import clip_to_norm_
 
 
 def _tensors(params) -> list[Tensor]:
@@ -61,10 +60,7 @@ def clip_grad_norm(params, max_norm: float, norm_type: float = 2.0,
     if error_if_nonfinite and not math.isfinite(total):
         raise NonFiniteGradientError(
             f"clip_grad_norm: the total {norm_type}-norm of the gradients is {total}")
-    coef = max_norm / (total + CLIP_EPS)
-    if not coef >= 1.0:
-        for g in grads:
-            g *= coef
+    clip_to_norm_(grads, max_norm, total)
     return total
 
 

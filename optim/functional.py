@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .hyper import validate_all
 from .optimizer import Optimizer
 
 
@@ -24,17 +23,10 @@ def _cls(rule) -> type[Optimizer]:
     return get(rule)
 
 
-def _hp(cls, hyperparameters) -> dict:
-    specs = {h.name: h for h in cls.hyperparameters}
-    hp = validate_all(specs, hyperparameters, cls.__name__)
-    cls.check(hp, cls.__name__)
-    return hp
-
-
 def init(rule, param: np.ndarray, **hyperparameters) -> dict:
     """Fresh state for a flat parameter array under the named rule (or Optimizer subclass)."""
     cls = _cls(rule)
-    hp = _hp(cls, hyperparameters)
+    hp = cls.validate_hyperparameters(hyperparameters, cls.__name__)
     param = np.asarray(param)
     arrays = {k: cls.init_state(k, hp, param.size, param.dtype) for k in cls.state_keys(hp)}
     return {"step": 0, "scalars": dict(cls.scalar_state), "arrays": arrays}
@@ -45,7 +37,7 @@ def update(rule, param: np.ndarray, grad: np.ndarray, state: dict, lr: float | N
     """One step: return ``(new_param, new_state)``; ``lr`` overrides the hyperparameter (as a
     schedule would)."""
     cls = _cls(rule)
-    hp = _hp(cls, hyperparameters)
+    hp = cls.validate_hyperparameters(hyperparameters, cls.__name__)
     p = np.array(param, dtype=np.asarray(param).dtype, copy=True).ravel()
     g = np.asarray(grad, dtype=p.dtype).ravel()
     arrays = {k: np.array(v, copy=True).ravel() for k, v in state["arrays"].items()}

@@ -1,5 +1,7 @@
-"""Array building blocks shared by the update rules, each mirroring one torch tensor operation so
-float64 trajectories agree with torch.optim to rounding (torch fuses some of these with FMA)."""
+"""Array building blocks shared by the update rules (and open to plug-ins: optim exports them), each
+mirroring one torch tensor operation so float64 trajectories agree with torch.optim to rounding
+(torch fuses some of these with FMA); and the bit-reproducible sum of squares behind every gradient
+norm (clipping, the non-finite check, recorded norms)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,19 @@ def sumsq(x: np.ndarray, rows: tuple[np.ndarray, np.ndarray] | None = None) -> f
         return math.inf
 
 
+# torch.nn.utils.clip_grad_norm_ divides by (total_norm + 1e-6): so do the option and the function
+CLIP_EPS = 1e-6
+
+
+def clip_to_norm_(arrays, max_norm: float, total_norm: float) -> None:
+    """torch's clipping by norm: multiply every array by max_norm / (total_norm + 1e-6) when that is
+    below 1 (and by NaN when the norm is NaN, as torch does)."""
+    coef = max_norm / (total_norm + CLIP_EPS)
+    if not coef >= 1.0:
+        for a in arrays:
+            a *= coef
+
+
 def effective_grad(p, g, out, maximize: bool, weight_decay: float):
     """torch's ``grad = -grad if maximize``, then L2 decay ``grad = grad + weight_decay·param``.
     Returns ``g`` itself when neither applies (never modified), else ``out``."""
@@ -47,6 +62,18 @@ def effective_grad(p, g, out, maximize: bool, weight_decay: float):
     if maximize:
         return np.negative(g, out=out)
     return g
+
+
+def decayed_grad(p, g, out, lr: float, hp: dict, decoupled: bool):
+    """The gradient an Adam-family rule uses, torch's order: g ← −g if maximize; then weight decay λ
+    either decoupled, θ ← θ(1 − lr·λ) in place (AdamW), or as L2, g ← g + λθ. Returns ``g`` itself
+    when it is used as it is, else ``out``."""
+    wd = hp["weight_decay"]
+    if decoupled:
+        if wd != 0:
+            p *= 1 - lr * wd
+        return effective_grad(p, g, out, hp["maximize"], 0.0)
+    return effective_grad(p, g, out, hp["maximize"], wd)
 
 
 def lerp_(a, b, weight: float, tmp) -> None:

@@ -13,7 +13,8 @@ import re
 from importlib.metadata import entry_points
 
 from .errors import RegistryError, UnknownOptimizerError
-from .optimizer import Optimizer, describe_options
+from .optimizer import Optimizer
+from .options import describe_options
 
 GROUP = "gradbook.optimizers"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")

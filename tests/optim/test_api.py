@@ -129,7 +129,7 @@ def test_gather_grads_moves_backward_arrays_into_the_flat_buffer_before_the_step
         (ad.sum(a * a) + ad.sum(b * b * b)).backward()
         expected = [2 * a.data, 3 * b.data ** 2]
         opt.gather_grads()
-        flat = opt._grad_buf_list[0]
+        [flat] = opt.grad_buffers  # one dtype, one buffer
         assert a.grad.base is flat and b.grad.base is flat  # read from the buffer the step uses
         np.testing.assert_array_equal(a.grad, expected[0])
         np.testing.assert_array_equal(b.grad, expected[1])
@@ -311,6 +311,45 @@ def test_register_decorator_and_clashes():
     finally:
         optim.unregister("test_signsgd")  # other tests list the registry
     assert "test_signsgd" not in [d["name"] for d in optim.available()]
+
+
+def test_whether_step_takes_a_precomputed_norm_follows_its_signature():
+    class OwnStep(optim.SGD):
+        def step(self, closure=None):  # a plug-in's override, without the keyword
+            return super().step(closure)
+
+    class ForwardsKeywords(optim.SGD):
+        def step(self, closure=None, **kwargs):
+            return super().step(closure, **kwargs)
+
+    class SaysSo(OwnStep):
+        accepts_grad_norm = True
+
+    class Inherits(OwnStep):
+        pass
+
+    assert optim.Optimizer.accepts_grad_norm and optim.SGD.accepts_grad_norm and optim.AdamW.accepts_grad_norm
+    assert not OwnStep.accepts_grad_norm and not Inherits.accepts_grad_norm
+    assert ForwardsKeywords.accepts_grad_norm and SaysSo.accepts_grad_norm
+    w = Tensor(np.array([1.0]), requires_grad=True)
+    opt = ForwardsKeywords([w], lr=0.5)
+    w.grad = np.array([2.0])
+    opt.step(grad_norm=2.0)
+    assert w.data[0] == 0.0 and opt.last_grad_norm == 2.0
+
+
+def test_docstrings_share_the_pieces_every_optimizer_takes():
+    for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad, optim.RAdam):
+        doc = cls.__doc__
+        own = doc.split("\n\n")[0]
+        assert "Arguments:" not in own and "params: a mapping name -> Tensor" in doc
+        for h in cls.hyperparameters:
+            assert f"    {h.name} (default {h.default!r}): {h.doc}; {h.allowed()}" in doc
+        for option in ("schedule", "clip_grad_norm", "clip_grad_value", "nonfinite"):
+            assert f"\n    {option} (default " in doc
+    summaries = {d["name"]: d["summary"] for d in optim.available()}
+    assert summaries["adam"] == " ".join(optim.Adam.__doc__.split("\n\n")[0].split())
+    assert "Arguments" not in "".join(summaries.values())
 
 
 # ---- the functional core ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""optim.kernels.sumsq: the squared norm behind gradient clipping, the non-finite check and the
+"""optim.sumsq: the squared norm behind gradient clipping, the non-finite check and the
 recorded gradient norms must be accurate and the same bits in every process."""
 
 import math
@@ -10,13 +10,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optim.kernels import DOT_ROW, dot_rows, sumsq
+from optim import DOT_ROW, dot_rows, sumsq
 
 # Prints sumsq of one array at eight memory offsets (as hex), in a process with a given BLAS
 # thread count.
 PROBE = """
 import numpy as np
-from optim.kernels import sumsq
+from optim import sumsq
 x = np.random.default_rng(7).standard_normal(100_352)
 out = set()
 for offset in range(8):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import optim
 from autodiff import Tensor
-from optim.schedules import make_schedule
+from optim import make_schedule
 
 
 def _lrs(spec, n, base=1.0):
