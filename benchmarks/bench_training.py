@@ -34,8 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from service.config import settings
-from service.jobs.spec import make_plan, parse_spec
-from service.jobs.trainer import GradStats, Trainer
+from service.jobs.plan import make_plan
+from service.jobs.recorder import GradStats
+from service.jobs.spec import parse_spec
+from service.jobs.trainer import Trainer
 from service.store import Store
 
 
@@ -89,8 +91,9 @@ class Runner:
         if parts is not None:
             for key in ("recording a step", "  of it statistics", "store flushes"):
                 parts.setdefault(key, 0.0)  # print in this order
-            self.trainer._record = _timed(self.trainer._record, parts, "recording a step")
-            self.trainer.stats = _timed(self.trainer.stats, parts, "  of it statistics")
+            recorder = self.trainer.recorder
+            recorder.record = _timed(recorder.record, parts, "recording a step")
+            recorder.stats = _timed(recorder.stats, parts, "  of it statistics")
             self.writer.flush = _timed(self.writer.flush, parts, "store flushes")
         self.done = 0
 

@@ -1,4 +1,5 @@
-"""Training data: built-in generators, CSV parsing, and the checks every data source goes through.
+"""Training data: built-in generators, CSV parsing, the checks every data source goes through, and
+:func:`load_data`, which reads a job spec's data from wherever it says it is.
 
 Built-in datasets are generated from a seed with NumPy's PCG64, so the same options give the same
 arrays on every machine. Every source ends as ``x`` (n, features) floats and ``y`` (n, targets)
@@ -14,14 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-class DataError(ValueError):
-    """Bad data, with the location of the offending field (e.g. ("data", "y"))."""
-
-    def __init__(self, loc: tuple, msg: str):
-        super().__init__(f"{'.'.join(map(str, loc))}: {msg}")
-        self.loc = tuple(loc)
-        self.msg = msg
+from service.jobs.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -228,3 +222,24 @@ def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng([seed, 0x5EED]).permutation(n)
     n_val = int(math.floor(n * fraction))
     return np.sort(order[: n - n_val]), np.sort(order[n - n_val:])
+
+
+# --- a spec's data, wherever it is ----------------------------------------------------------------
+
+
+def load_data(spec, resolve_dataset=None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw (x, y) of a job spec's data. ``resolve_dataset(id) -> (x, y)`` serves uploaded datasets.
+
+    The data section is told apart by its fields, as the spec's own parser picks its model
+    (this module sits below spec.py and does not import it)."""
+    data = spec.data
+    if hasattr(data, "x"):
+        return data.x, data.y
+    if hasattr(data, "dataset"):
+        return generate(data.dataset, **data.model_dump(exclude={"dataset"}))
+    if hasattr(data, "csv"):
+        return read_csv(data.csv, data.targets)
+    if resolve_dataset is None:
+        raise DataError(("data", "dataset_id"), "uploaded datasets are only available through the REST "
+                                                "service; use inline data, a built-in dataset or a CSV file")
+    return resolve_dataset(data.dataset_id)

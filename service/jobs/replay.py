@@ -23,7 +23,8 @@ import numpy as np
 import autodiff as ad
 from service.config import settings
 from service.jobs import presets
-from service.jobs.spec import make_plan, parse_spec
+from service.jobs.plan import make_plan
+from service.jobs.spec import parse_spec
 from service.jobs.trainer import Trainer
 
 

@@ -8,19 +8,17 @@
      "optimizer": {"name": "sgd", "lr": 0.1},
      "steps": 100}
 
-Validation happens in two layers. The pydantic models check each field on its own; :func:`make_plan`
-checks what needs the data (input width, label ranges, shapes of explicit init values, limits) and
-derives everything the trainer needs. For inline and built-in data the model validator runs
-:func:`make_plan` at once, so a bad spec fails at submission; CSV files and uploaded datasets are
-checked when they are loaded. Every error carries the path of the field it is about, e.g.
-``model.init.w1: expected shape (1, 1), got (2,)``.
+Validation happens in two layers. The pydantic models check each field on its own;
+:func:`service.jobs.plan.make_plan` checks what needs the data (input width, label ranges, shapes of
+explicit init values, limits) and derives everything the trainer needs. For inline and built-in data
+the model validator plans at once, so a bad spec fails at submission; CSV files and uploaded
+datasets are checked when they are loaded. Every error carries the path of the field it is about,
+e.g. ``model.init.w1: expected shape (1, 1), got (2,)``.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -35,31 +33,20 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from autodiff import nn
 from service.config import settings
-from service.jobs import data as datasets
-from service.jobs.data import DataError, Dataset
+from service.jobs.errors import SpecError, format_loc
+from service.jobs.plan import Plan, make_plan
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "linear")
-LOSSES = ("half_squared_error", "mse", "cross_entropy", "binary_cross_entropy")
+# SpecError and format_loc live in errors.py (plan.py raises them too) and belong to this face as well
+__all__ = ["JobSpec", "parse_spec", "SpecError", "format_loc", "friendly_errors", "DataSpec", "InlineData",
+           "CsvData", "DatasetRef", "ModelSpec", "Layer", "Init", "OptimizerSpec", "Validation"]
+
 PARAM_NAME = re.compile(r"^[wb][1-9][0-9]*$")
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
-
-
-class SpecError(ValueError):
-    """A spec that cannot run; ``errors`` is a list of {"loc": [...], "msg": ...}."""
-
-    def __init__(self, errors: list[dict]):
-        self.errors = errors
-        super().__init__("; ".join(f"{format_loc(e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
-                                   for e in errors))
-
-
-def format_loc(loc) -> str:
-    """("model", "layers", 0, "units") -> "model.layers[0].units"."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+# the engine's own names, in its order (pydantic lists them so in errors and the JSON schema)
+Activation = Literal[tuple(nn.ACTIVATIONS)]
+Loss = Literal[tuple(nn.LOSSES)]
 
 
 class _Strict(BaseModel):
@@ -71,7 +58,7 @@ class _Strict(BaseModel):
 
 class Layer(_Strict):
     units: int = Field(ge=1, description="Output width of this layer.")
-    activation: Literal["relu", "tanh", "sigmoid", "leaky_relu", "linear"] = "relu"
+    activation: Activation = "relu"
 
 
 class Init(BaseModel):
@@ -130,9 +117,6 @@ class DatasetRef(_Strict):
 
 class _Builtin(_Strict):
     seed: Seed = 0
-
-    def generate(self):
-        return datasets.generate(self.dataset, **self.model_dump(exclude={"dataset"}))
 
     def values_count(self) -> int:
         return self.n * 3
@@ -236,7 +220,7 @@ class JobSpec(_Strict):
     name: str = Field("job", min_length=1, max_length=200)
     model: ModelSpec
     data: DataSpec
-    loss: Literal["half_squared_error", "mse", "cross_entropy", "binary_cross_entropy"] = "half_squared_error"
+    loss: Loss = "half_squared_error"
     optimizer: OptimizerSpec
     steps: int | None = Field(None, ge=1, description="Updates to make (or give epochs).")
     epochs: int | None = Field(None, ge=1, description="Passes over the training rows (or give steps).")
@@ -287,130 +271,10 @@ class JobSpec(_Strict):
     def n_out(self) -> int:
         return self.model.layers[-1].units
 
-
-# --- the plan: what a spec means once its data is known ----------------------------------------------
-
-
-@dataclass
-class Plan:
-    spec: JobSpec
-    train: Dataset
-    val: Dataset | None
-    sizes: list[int]          # [input width, units of each layer]
-    n_params: int
-    batch_size: int
-    batches_per_epoch: int
-    total_steps: int
-    snapshot_every: int
-    checkpoint_every: int
-    checkpoint_seconds: float  # least time between checkpoints (0 when the spec sets checkpoint_every)
-
     @property
-    def dtype(self):
-        return np.dtype(self.spec.dtype)
-
-    def param_shapes(self) -> dict[str, tuple]:
-        shapes = {}
-        for i in range(1, len(self.sizes)):
-            shapes[f"w{i}"] = (self.sizes[i - 1], self.sizes[i])
-            shapes[f"b{i}"] = (self.sizes[i],)
-        return shapes
-
-
-def load_data(spec: JobSpec, resolve_dataset=None) -> tuple[np.ndarray, np.ndarray]:
-    """Raw (x, y) of the spec's data. ``resolve_dataset(id) -> (x, y)`` serves uploaded datasets."""
-    data = spec.data
-    if isinstance(data, InlineData):
-        return data.x, data.y
-    if isinstance(data, _Builtin):
-        return data.generate()
-    if isinstance(data, CsvData):
-        return datasets.read_csv(data.csv, data.targets)
-    if resolve_dataset is None:
-        raise DataError(("data", "dataset_id"), "uploaded datasets are only available through the REST "
-                                                "service; use inline data, a built-in dataset or a CSV file")
-    return resolve_dataset(data.dataset_id)
-
-
-def make_plan(spec: JobSpec, resolve_dataset=None) -> Plan:
-    """Load the data, check everything that depends on it, and derive the training schedule.
-    Raises :class:`SpecError` naming the field at fault."""
-    if spec._plan is not None:
-        return spec._plan
-    limits = settings()
-    try:
-        x, y = load_data(spec, resolve_dataset)
-        data = datasets.check_arrays(x, y, spec.loss, spec.n_out, np.dtype(spec.dtype))
-    except DataError as e:
-        raise SpecError([{"loc": list(e.loc), "msg": e.msg}]) from None
-    errors: list[dict] = []
-
-    def fail(loc, msg):
-        errors.append({"loc": list(loc), "msg": msg})
-
-    n_values = data.x.size + data.y.size
-    if n_values > limits.max_data_values:
-        fail(("data",), f"{n_values:,} values exceed the limit of {limits.max_data_values:,} "
-                        "(GRADBOOK_MAX_DATA_VALUES)")
-    sizes = [data.x.shape[1]] + [layer.units for layer in spec.model.layers]
-    n_params = sum(sizes[i - 1] * sizes[i] + sizes[i] for i in range(1, len(sizes)))
-    if n_params > limits.max_params:
-        fail(("model", "layers"), f"the model has {n_params:,} parameters, over the limit of "
-                                  f"{limits.max_params:,} (GRADBOOK_MAX_PARAMS)")
-    shapes = {}
-    for i in range(1, len(sizes)):
-        shapes[f"w{i}"] = (sizes[i - 1], sizes[i])
-        shapes[f"b{i}"] = (sizes[i],)
-    for name, value in spec.model.init.values().items():
-        if name not in shapes:
-            fail(("model", "init", name), f"this model has parameters {', '.join(shapes)}")
-        elif value.shape != shapes[name]:
-            fail(("model", "init", name), f"expected shape {shapes[name]}, got {value.shape}")
-
-    n = data.x.shape[0]
-    train, val = data, None
-    if spec.validation is not None:
-        train_idx, val_idx = datasets.split(n, spec.validation.fraction, spec.seed)
-        if len(val_idx) == 0 or len(train_idx) == 0:
-            fail(("validation", "fraction"), f"{spec.validation.fraction:g} of {n} rows leaves "
-                                             f"{len(train_idx)} for training and {len(val_idx)} for "
-                                             "validation; both need at least one")
-        else:
-            train = Dataset(data.x[train_idx], data.y[train_idx])
-            val = Dataset(data.x[val_idx], data.y[val_idx])
-    n_train = train.x.shape[0]
-    batch_size = spec.batch_size or n_train
-    if batch_size > n_train:
-        fail(("batch_size",), f"{batch_size} is more than the {n_train} training rows")
-    batches_per_epoch = math.ceil(n_train / batch_size)
-    total = spec.steps if spec.steps is not None else (spec.epochs or 0) * batches_per_epoch
-    if total > limits.max_steps:
-        where = "steps" if spec.steps is not None else "epochs"
-        fail((where,), f"{total:,} steps exceed the limit of {limits.max_steps:,} (GRADBOOK_MAX_STEPS)")
-    if errors:
-        raise SpecError(errors)
-    return Plan(spec=spec, train=train, val=val, sizes=sizes, n_params=n_params, batch_size=batch_size,
-                batches_per_epoch=batches_per_epoch, total_steps=total,
-                snapshot_every=spec.snapshot_every or default_snapshot_every(n_params),
-                checkpoint_every=spec.checkpoint_every or limits.checkpoint_every,
-                checkpoint_seconds=0.0 if spec.checkpoint_every else limits.checkpoint_seconds)
-
-
-def default_snapshot_every(n_params: int) -> int:
-    """Every step up to GRADBOOK_SMALL_MODEL_PARAMS parameters; beyond, every K steps with K the
-    smallest of 1, 2, 5 x 10^k that is at least GRADBOOK_LARGE_SNAPSHOT_EVERY and n_params / 500, so
-    that snapshots (gradients and parameters) average at most about 1,000 stored values a step:
-    8 KB a step, 8 GB over a million steps, whatever the model's size."""
-    limits = settings()
-    if n_params <= limits.small_model_params:
-        return 1
-    want = max(limits.large_snapshot_every, math.ceil(n_params / 500))
-    k = 1
-    while True:
-        for m in (1, 2, 5):
-            if m * k >= want:
-                return m * k
-        k *= 10
+    def validated_plan(self) -> Plan | None:
+        """The plan made while validating (inline and built-in data), which make_plan returns."""
+        return self._plan
 
 
 # --- parsing with friendly errors ----------------------------------------------------------------------

@@ -1,22 +1,22 @@
-"""The training loop and its book-keeping: every step's loss, learning rate, gradient norm and
-per-parameter gradient statistics, snapshots every K steps, resumable checkpoints.
+"""The training loop: minibatches, forward, backward, the recorder (recorder.py: every step's loss,
+learning rate, gradient norm and per-parameter gradient statistics, snapshots every K steps), the
+optimizer's update, flushes and resumable checkpoints.
 
 Step ``s`` records the loss and gradients at the parameters *before* the s-th update. Everything
 random is a pure function of the spec (initialisation seed, shuffle seed and step number), so the
 same spec gives a bit-identical history, and a run resumed from a checkpoint continues exactly as
 the uninterrupted run would have.
 
-    status = run_job(store, job_id)                       # what the CLI and the REST workers call
-    status = run_job(store, job_id, resume=True)          # continue an interrupted job
+    trainer = Trainer(make_plan(parse_spec(doc)))
+    outcome = trainer.run(writer)        # writer: a store HistoryWriter, or None to record nothing
 
-``Trainer`` is the loop without the job-state bookkeeping (benchmarks and tests use it directly).
+``Trainer`` knows nothing of job states or databases: service.runtime's run_job drives it for a
+stored job (status changes, heartbeat, resume from the last checkpoint).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,13 +26,10 @@ import numpy as np
 import autodiff as ad
 import optim
 from autodiff import nn
-from optim.errors import NonFiniteGradientError
-from optim.kernels import DOT_ROW, dot_rows, sumsq
 from service.config import settings
 from service.domain import Checkpoint
-from service.jobs.spec import Plan
-
-STAT_COLUMNS = ("norm", "mean", "std", "min", "max", "nonfinite")
+from service.jobs.plan import Plan
+from service.jobs.recorder import Recorder
 
 
 @dataclass
@@ -49,77 +46,6 @@ class Outcome:
     steps_done: int
     error: str | None = None
     reason: str | None = None
-
-
-# --- gradient statistics ---------------------------------------------------------------------------
-
-
-class GradStats:
-    """Per-parameter statistics over one flat gradient buffer, in four passes over the data.
-
-    Parameters are consecutive segments of the buffer. Sums and sums of squares are BLAS dot
-    products (with ones, and with the segment itself) on rows short enough to run on one thread
-    (:func:`optim.kernels.sumsq`), except that a long segment's sum is one ``einsum``, faster there;
-    neither depends on memory alignment or the thread count, so results are bit-identical across
-    processes. Minima and maxima of all segments come from one ``reduceat`` call each.
-    std is the population std (ddof=0) from Σg² − nḡ², recomputed from deviations in a second pass
-    for any segment whose mean dominates (nḡ² > Σg²/2), where that difference would cancel.
-    """
-
-    def __init__(self, sizes: list[int]):
-        self.sizes = np.asarray(sizes, dtype=np.int64)
-        bounds = np.concatenate([[0], np.cumsum(self.sizes)])
-        self.starts = bounds[:-1].astype(np.intp)
-        self.slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        self._views: tuple[np.ndarray, list, list] | None = None  # segment views of the last buffer
-
-    def _segments(self, g: np.ndarray) -> tuple[list[np.ndarray], list]:
-        """Each segment's view of ``g`` and its :func:`dot_rows` (kept: the trainer passes the same
-        buffer every step)."""
-        if self._views is None or self._views[0] is not g:
-            views = [g[s] for s in self.slices]
-            self._views = (g, views, [dot_rows(v) for v in views])
-        return self._views[1], self._views[2]
-
-    def __call__(self, g: np.ndarray) -> tuple[np.ndarray, float]:
-        """(P, 6) rows of norm, mean, std, min, max, non-finite count; and the global L2 norm."""
-        if g.dtype != np.float64:
-            g = g.astype(np.float64)
-        segments, rows = self._segments(g)
-        out = np.empty((len(segments), 6))
-        with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf are results here, not errors
-            moments = np.array(list(map(_moments, segments, rows, self.sizes.tolist())))
-            np.sqrt(moments[:, 0], out=out[:, 0])
-            out[:, 1:3] = moments[:, 1:]
-            np.minimum.reduceat(g, self.starts, out=out[:, 3])
-            np.maximum.reduceat(g, self.starts, out=out[:, 4])
-            total = float(moments[:, 0].sum())
-            if math.isfinite(total):
-                out[:, 5] = 0.0  # a NaN or an infinity anywhere would make its square sum non-finite
-            else:
-                out[:, 5] = np.add.reduceat((~np.isfinite(g)).astype(np.float64), self.starts)
-        return out, math.sqrt(total)
-
-
-_ONES = np.ones(DOT_ROW)
-
-
-def _moments(v: np.ndarray, rows, n: int) -> tuple[float, float, float]:
-    """Σv², mean and population std of one segment, in Python floats (a handful of operations on
-    scalars costs less than as many NumPy calls on P-element arrays, the same IEEE results)."""
-    if n <= DOT_ROW:  # two single-threaded BLAS calls, cheaper to make than einsum's
-        total, sq = float(np.dot(v, _ONES[:n])), float(np.dot(v, v))
-    else:
-        total, sq = float(np.einsum("i->", v)), sumsq(v, rows)
-    mean = total / n
-    mean_sq = mean * total  # n·mean²
-    if mean_sq > 0.5 * sq:  # Σv² − n·mean² would cancel: from the deviations instead
-        dev = v - mean
-        var = float(np.einsum("i,i->", dev, dev)) / n
-    else:
-        var = (sq - mean_sq) / n
-    std = math.sqrt(var) if var > 0.0 else var if math.isnan(var) else 0.0
-    return sq, mean, std
 
 
 # --- optimizer state <-> checkpoint ------------------------------------------------------------------
@@ -179,16 +105,12 @@ class Trainer:
         self.names = list(self.params)
         self.optimizer = optim.create(spec.optimizer.name, self.params, **spec.optimizer.hyperparameters())
         self.loss_fn = nn.LOSSES[spec.loss]
-        sizes = [p.data.size for p in self.params.values()]
-        self.flat_grad = np.zeros(sum(sizes), dtype=self.dtype)
-        self.stats = GradStats(sizes)
+        self.recorder = Recorder(self.params, self.optimizer, plan, self.evaluate)
         self._train = plan.train
         self._full_batch = plan.batch_size >= plan.train.x.shape[0]
         self._epoch_order: tuple[int, np.ndarray | None] = (-1, None)  # the current epoch's row order
-        self._flat_views: tuple[list, np.ndarray] | None = None  # gradient views known to tile a buffer
-        self._splits = np.cumsum(sizes)[:-1]  # where each parameter's segment of the flat buffer ends
 
-    # --- pieces also used by verify and graphview
+    # --- pieces replay.py uses too (a step's graph and its numerical check)
 
     def batch_indices(self, step: int) -> np.ndarray | None:
         """Rows of step ``step`` (None: all of them). Epoch e's order is a permutation drawn from
@@ -271,23 +193,6 @@ class Trainer:
 
     # --- the loop
 
-    def gradients_into_flat(self) -> np.ndarray:
-        """All gradients as one flat array in parameter order. The optimizer keeps gradients as
-        views into one flat buffer (gather_grads points .grad there); when they are laid out in our
-        order that buffer is used as it is, else they are copied."""
-        grads = [p.grad for p in self.params.values()]
-        if self._flat_views is not None and all(map(operator.is_, grads, self._flat_views[0])):
-            return self._flat_views[1]  # the same views as last step: the same buffer
-        base = grads[0].base if grads[0] is not None else None
-        if (base is not None and base.ndim == 1 and base.size == self.flat_grad.size
-                and base.dtype == self.dtype and _laid_out_in_order(grads, base)):
-            self._flat_views = (grads, base)
-            return base
-        flat = [g.reshape(-1) if g is not None else np.zeros(p.data.size, self.dtype)
-                for g, p in zip(grads, self.params.values(), strict=True)]
-        np.concatenate(flat, out=self.flat_grad)
-        return self.flat_grad
-
     def run(self, writer=None, start: int = 0, *, should_stop: Callable[[], bool] | None = None,
             on_flush: Callable[[int, float | None], None] | None = None,
             on_tick: Callable[[int, float], None] | None = None) -> Outcome:
@@ -298,15 +203,14 @@ class Trainer:
         ``on_flush(steps_done, loss)`` runs after each flush (which writes the job's heartbeat),
         ``on_tick(steps_done, loss)`` at most ten times a second.
         Exceptions propagate after pending rows are flushed."""
-        plan, limits, optimizer = self.plan, settings(), self.optimizer
+        plan, limits, optimizer, recorder = self.plan, settings(), self.optimizer, self.recorder
         total = plan.total_steps
         record = writer is not None
         options = optimizer.options
         # The recorder's global norm spares the optimizer its own pass over the gradients, unless it
         # clips: then the norm it computes itself decides the clipping, in every run alike.
-        # (Only through the base class's step(): a plug-in may override it without the keyword.)
         share_norm = (options["clip_grad_norm"] is None and options["clip_grad_value"] is None
-                      and type(optimizer).step is optim.Optimizer.step)
+                      and optimizer.accepts_grad_norm)
         last_flush = last_tick = last_checkpoint = time.monotonic()
         loss_value: float | None = None
         done = start  # steps recorded (and updates made) so far
@@ -346,10 +250,8 @@ class Trainer:
                     optimizer.zero_grad(set_to_none=True)
                     J = self.loss(x, y)
                     J.backward()
-                    if record:
-                        optimizer.gather_grads()  # the recorder reads them from the flat buffer
                     loss_value = float(J.data)
-                    grad_norm = self._record(writer, step, loss_value) if record else None
+                    grad_norm = recorder.record(writer, step, loss_value) if record else None
 
                     if not np.isfinite(loss_value):
                         done = step + record
@@ -360,7 +262,7 @@ class Trainer:
                             optimizer.step(grad_norm=grad_norm)
                         else:
                             optimizer.step()
-                    except NonFiniteGradientError as e:
+                    except optim.NonFiniteGradientError as e:
                         done = step + record
                         which = ", ".join(e.names) or "a parameter"
                         return stop("failed", error=f"diverged at step {step}: gradient of {which} "
@@ -382,43 +284,3 @@ class Trainer:
                     with contextlib.suppress(Exception):  # the original error matters more
                         writer.flush()
                 raise
-
-    def _record(self, writer, step: int, loss_value: float) -> float:
-        """Hand step ``step`` to the writer: scalars, per-parameter statistics, maybe a snapshot;
-        return the global gradient norm. Runs before the optimizer step, which may clip the
-        gradients in place."""
-        plan = self.plan
-        g = self.gradients_into_flat()
-        stats, grad_norm = self.stats(g)
-        val_loss = val_acc = None
-        if plan.val is not None and step % plan.spec.validation.every == 0:
-            val_loss, val_acc = self.evaluate(plan.val)
-        writer.add_step(step, loss_value, current_lr(self.optimizer), grad_norm, stats,
-                        val_loss=val_loss, val_accuracy=val_acc)
-        if step % plan.snapshot_every == 0:
-            # views are enough: the writer encodes the bytes at once, before the update
-            grads = np.split(g, self._splits)
-            writer.add_snapshot(step, {n: gr.reshape(self.params[n].shape)
-                                       for n, gr in zip(self.names, grads, strict=True)},
-                                {n: p.data for n, p in self.params.items()})
-        return grad_norm
-
-
-def _laid_out_in_order(arrays: list, base: np.ndarray) -> bool:
-    """True when every array is a C-contiguous view of ``base`` and they follow one another."""
-    address = base.__array_interface__["data"][0]
-    for a in arrays:
-        if a is None or a.base is not base or not a.flags.c_contiguous \
-                or a.__array_interface__["data"][0] != address:
-            return False
-        address += a.nbytes
-    return True
-
-
-def current_lr(optimizer) -> float:
-    """The learning rate the optimizer's next step() will use."""
-    for attr in ("current_lr", "lr"):
-        value = getattr(optimizer, attr, None)
-        if value is not None:
-            return float(value() if callable(value) else value)
-    return float(optimizer.param_groups[0]["lr"])

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.jobs import presets
-from service.jobs.spec import JobSpec, SpecError, default_snapshot_every, make_plan, parse_spec
+from service.jobs.plan import default_snapshot_every, make_plan
+from service.jobs.spec import JobSpec, SpecError, parse_spec
 
 SEED = {
     "name": "seed",
