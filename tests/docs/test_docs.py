@@ -14,6 +14,7 @@ from tests.docs.examples import ROOT, DocRun, ForkServer
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PAGES = ("architecture", "cli", "optimizers", "performance", "rest", "spec", "storage")
 README_MAX_CHARS = 12_500  # a front door: what gradbook is, the quick start, a tour, links to docs/
+ENDPOINT = re.compile(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`?\s]*)`")
 LINK = re.compile(r"\]\((?!https?://|#)(?P<target>[^)#\s]+)(?:#[^)]*)?\)")
 
 
@@ -81,3 +82,39 @@ def test_console_output_and_expected_exit_codes_pass(forks, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     DocRun(forks, work).run(blocks(page))
+
+
+def test_cli_md_covers_every_command_and_option():
+    """A command or option added to `gradbook` without a word in docs/cli.md fails here."""
+    import typer.main
+
+    from cli.main import app
+
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+
+    def walk(group, prefix=""):
+        for name, command in sorted(group.commands.items()):
+            if hasattr(command, "commands"):
+                yield from walk(command, f"{prefix}{name} ")
+            else:
+                yield prefix + name, command
+
+    for name, command in walk(typer.main.get_command(app)):
+        assert f"\n## {name}\n" in text, f"docs/cli.md has no section for `gradbook {name}`"
+        options = [o for p in command.params for o in p.opts if o.startswith("--") and o != "--help"]
+        missing = [o for o in options if o not in text]
+        assert not missing, f"docs/cli.md does not mention {', '.join(missing)} of `gradbook {name}`"
+
+
+def test_rest_md_covers_every_endpoint():
+    """An endpoint in the OpenAPI document without a word in docs/rest.md fails here."""
+    from service.api.app import create_app
+
+    def shape(path: str) -> str:
+        return re.sub(r"\{[^}]*\}", "{}", path)
+
+    text = (ROOT / "docs" / "rest.md").read_text(encoding="utf-8")
+    documented = {(method, shape(path)) for method, path in ENDPOINT.findall(text)}
+    for path, operations in create_app().openapi()["paths"].items():
+        for method in operations:
+            assert (method.upper(), shape(path)) in documented, f"docs/rest.md lacks {method.upper()} {path}"
