@@ -21,15 +21,14 @@ transaction (SQLite has transactional DDL, so the migration is also all-or-nothi
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, pool, text
 from sqlalchemy.engine import Connection, make_url
 
-ENV_URL = "GRADBOOK_DATABASE_URL"
-DEFAULT_URL = "sqlite:///gradbook.db"
+from service import config
+
 BUSY_TIMEOUT_MS = 60_000
 # Arbitrary constant naming gradbook's migration lock among PostgreSQL advisory locks.
 PG_MIGRATION_LOCK = 0x67726164  # "grad"
@@ -41,8 +40,9 @@ log = logging.getLogger(__name__)
 
 
 def database_url(explicit: str | None = None) -> str:
-    """The URL to use: ``explicit`` if given, else $GRADBOOK_DATABASE_URL, else ./gradbook.db."""
-    url = explicit or os.environ.get(ENV_URL) or DEFAULT_URL
+    """The URL to use (``config.database_url``: explicit, else $GRADBOOK_DATABASE_URL, else
+    ./gradbook.db), checked to be a SQLAlchemy URL."""
+    url = config.database_url(explicit)
     try:
         make_url(url)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types for bad URLs
@@ -171,7 +171,7 @@ def alembic_config(url: str):
 def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config(DEFAULT_URL)).get_current_head()
+    return ScriptDirectory.from_config(alembic_config(config.DEFAULT_DATABASE_URL)).get_current_head()
 
 
 def current_revision(conn: Connection) -> str | None:

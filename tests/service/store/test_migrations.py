@@ -210,14 +210,14 @@ def test_sqlite_connections_are_set_up_for_concurrent_writers(tmp_path):
 
 
 def test_database_url_resolution(tmp_path, monkeypatch):
-    monkeypatch.delenv(db.ENV_URL, raising=False)
+    monkeypatch.delenv("GRADBOOK_DATABASE_URL", raising=False)
     assert db.database_url() == "sqlite:///gradbook.db"
-    monkeypatch.setenv(db.ENV_URL, "sqlite:///from-env.db")
+    monkeypatch.setenv("GRADBOOK_DATABASE_URL", "sqlite:///from-env.db")
     assert db.database_url() == "sqlite:///from-env.db"
     assert db.database_url("sqlite:///explicit.db") == "sqlite:///explicit.db"
     with pytest.raises(ValueError, match="database url"):
         db.database_url("not a url")
-    monkeypatch.delenv(db.ENV_URL)
+    monkeypatch.delenv("GRADBOOK_DATABASE_URL")
     monkeypatch.chdir(tmp_path)
     Store().close()  # the default lands in the working directory
     assert (tmp_path / "gradbook.db").exists()
