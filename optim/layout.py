@@ -78,12 +78,7 @@ class FlatLayout:
                 gview = gbuf[a:b].reshape(view.shape)
                 self._grad_views[i] = gview
                 if t.grad is not None:
-                    g = np.asarray(t.grad)
-                    if g.shape != view.shape:
-                        raise ValueError(f"parameter {self._names[i]!r}: gradient has shape {g.shape}, "
-                                         f"parameter has shape {view.shape}")
-                    np.copyto(gview, g)
-                    t.grad = gview
+                    self._adopt_grad(i, gview)
                 offsets[i] = (a, b)
                 a = b
             block = max(1, BLOCK_BYTES // dt.itemsize)
@@ -145,14 +140,20 @@ class FlatLayout:
                 gv.fill(0)  # so global norms and clipping see only the gradients that exist
                 active.append(False)
             else:
-                g = np.asarray(g)
-                if g.shape != gv.shape:
-                    raise ValueError(f"parameter {self._names[i]!r}: gradient has shape {g.shape}, parameter "
-                                     f"has shape {gv.shape}")
-                np.copyto(gv, g)
-                t.grad = gv
+                self._adopt_grad(i, gv)
                 active.append(True)
         return None if all(active) else active
+
+    def _adopt_grad(self, i: int, view: np.ndarray) -> None:
+        """Copy parameter i's gradient, an array of its own, into its view of the flat gradient
+        buffer and point ``.grad`` there."""
+        t = self._tensors[i]
+        g = np.asarray(t.grad)
+        if g.shape != view.shape:
+            raise ValueError(f"parameter {self._names[i]!r}: gradient has shape {g.shape}, parameter "
+                             f"has shape {view.shape}")
+        np.copyto(view, g)
+        t.grad = view
 
     def _grad_sumsq(self) -> float:
         bufs = self._grad_bufs
