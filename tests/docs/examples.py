@@ -22,11 +22,13 @@ GRADBOOK_* variable of the caller. What each kind of block does:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import select
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -87,17 +89,20 @@ class ForkServer:
     def __init__(self, logdir: Path):
         self.log = open(logdir / "forkserver.log", "wb")  # noqa: SIM115
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # A session of its own: if an example hangs, close() ends the server and everything it started.
         self.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("forkserver.py"))],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                        env=env, cwd=ROOT, text=True)
+                                        env=env, cwd=ROOT, text=True, start_new_session=True)
 
     def request(self, request: dict) -> dict:
+        assert self.process.poll() is None, f"the fork server has ended; see {self.log.name}"
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         ready, _, _ = select.select([self.process.stdout], [], [], REPLY_DEADLINE_S)
         line = self.process.stdout.readline() if ready else ""
         if not line:
-            raise AssertionError(f"the fork server gave no answer; see {self.log.name}")
+            self._kill()  # a late answer would be taken for the next request's
+            raise AssertionError(f"the fork server did not answer {request.get('argv')}; see {self.log.name}")
         return json.loads(line)
 
     def run(self, request: dict) -> int:
@@ -105,8 +110,16 @@ class ForkServer:
 
     def close(self) -> None:
         self.process.stdin.close()
-        self.process.wait(30)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:  # still waiting for a hung example
+            self._kill()
         self.log.close()
+
+    def _kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
 
 
 class Server:
