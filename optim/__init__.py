@@ -13,7 +13,10 @@ Built-ins: SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam, RAdam, with torch'
 names and defaults; ``optim.create(name, params, **hp)`` builds any registered optimizer by name
 and ``optim.available()`` describes them all (JSON-able). Third-party optimizers subclass
 :class:`Optimizer` and register through the ``gradbook.optimizers`` entry-point group (or
-``@optim.register(name)``).
+``@optim.register(name)``). A plug-in writes its ``update`` rule over flat arrays with the kernels
+optim exports (``effective_grad``, ``decayed_grad``, ``lerp_``, ``decay_add_square_``,
+``add_scaled_ratio_``: torch's tensor operations, in place); one that overrides ``step()`` itself
+is called without ``grad_norm=`` unless its signature takes it (``Optimizer.accepts_grad_norm``).
 
 Parameters: a mapping name -> Tensor, an iterable of Tensors, or a list of group dicts
 ``{"params": ..., "lr": ...}``. The optimizer copies them into one flat buffer per dtype and points
