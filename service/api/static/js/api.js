@@ -1,4 +1,4 @@
-// Calls to the REST API (issue 5). Every failure becomes an ApiError with a message and, when the
+// Calls to the REST API. Every failure becomes an ApiError with a message and, when the
 // server named them, the fields at fault as paths like ["optimizer", "lr"].
 
 const TOKEN_KEY = "gradbook.token";
