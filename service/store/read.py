@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from service.domain import HISTORY_SERIES, STAT_SERIES, Checkpoint
+from service.store import buckets as buckets
 from service.store import rollup as rollup
 from service.store.arrays import decode_array
 from service.store.schema import CheckpointRow, History, ParamStat, StepArray
@@ -114,7 +115,7 @@ def _bucket_dicts(series: tuple[str, ...], rows) -> list[dict]:
 
 
 def raw_point(st: rollup.SeriesTable, row) -> dict:
-    """A raw point from a row of ``rollup.raw_columns(st)``."""
+    """A raw point from a row of ``buckets.raw_columns(st)``."""
     return _raw_dicts(st.series, (row,))[0]
 
 
@@ -135,8 +136,8 @@ def _series_range(conn, st: rollup.SeriesTable, job_id: int, key_in: dict, start
         return Points(st.series, False, [])
     if hi - lo + 1 <= max_points:
         params = {"job_id": job_id, "lo": lo, "hi": hi, **{f"{k}s": list(v) for k, v in key_in.items()}}
-        return Points(st.series, False, conn.execute(rollup.raw_statement(st), params).all())
-    rows = rollup.bucket_rows(conn, st, job_id, key_in, rollup.plan(lo, hi, max_points))
+        return Points(st.series, False, conn.execute(buckets.raw_statement(st), params).all())
+    rows = buckets.bucket_rows(conn, st, job_id, key_in, buckets.plan(lo, hi, max_points))
     return Points(st.series, True, rows)
 
 
@@ -211,7 +212,7 @@ def export_chunk(conn: Connection, job_id: int, lo: int, hi: int, limit: int, pa
     """Up to ``limit`` full rows (history plus every parameter's statistics) from step ``lo`` on."""
     h, ps = History, ParamStat
     rows = conn.execute(
-        select(*rollup.raw_columns(rollup.HISTORY))
+        select(*buckets.raw_columns(rollup.HISTORY))
         .where(h.job_id == job_id, h.step.between(lo, hi))
         .order_by(h.step)
         .limit(limit)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from service.api.encode import finite
 from service.api.routes.history import points_json
 from service.store import Store
+from service.store import buckets as buckets
 from service.store import rollup as rollup
 
 PARAMS = ["w1", "b1"]
@@ -195,7 +196,7 @@ def test_buckets_of_one_block_each_match_numpy(store):
     series = {s: stats[:, 1, j] for j, s in enumerate(STATS)}
     cases = [(5, 8000, 520), (0, 8995, 10), (17, 4113, 20), (5, 8000, 126), (40, 9100, 3)]
     for start, end, max_points in cases:
-        plan = rollup.plan(max(start, 3), min(end, 8999), max_points)
+        plan = buckets.plan(max(start, 3), min(end, 8999), max_points)
         assert plan.width == rollup.block_size(plan.level)  # the one-block-per-bucket path
         points = store.history(job, start, end, max_points)
         _check_buckets(points, steps, raw, start, end, max_points, last_value)
@@ -246,7 +247,7 @@ def test_incremental_rollups_equal_a_full_sql_rebuild(store, n, batches, seed):
 
 def test_plan_covers_the_range_with_aligned_segments():
     for start, end, m in [(0, 999_999, 1000), (5, 123_456, 1000), (3, 70, 2), (0, 10**7, 10)]:
-        plan = rollup.plan(start, end, m)
+        plan = buckets.plan(start, end, m)
         assert plan.width % rollup.block_size(plan.level) == 0
         assert end // plan.width - start // plan.width + 1 <= m
         covered = []
@@ -258,7 +259,7 @@ def test_plan_covers_the_range_with_aligned_segments():
         assert covered[0][0] == start and covered[-1][1] == end
         assert all(a[1] + 1 == b[0] for a, b in zip(covered, covered[1:], strict=False))
     # the headline case reads one block row per bucket (level 5 = 1024 steps), not a million steps
-    plan = rollup.plan(0, 999_999, 1000)
+    plan = buckets.plan(0, 999_999, 1000)
     assert (plan.level, plan.width) == (5, 1024)
 
 
@@ -270,14 +271,14 @@ def test_plan_reads_at_most_three_block_rows_per_bucket(span, max_points):
     first stored level it reads at most 15 raw rows a bucket."""
     for start in (0, 7, 1_000_003):
         end = start + span - 1
-        plan = rollup.plan(start, end, max_points)
+        plan = buckets.plan(start, end, max_points)
         assert plan.level == 0 or plan.level in rollup.LEVELS
         per_bucket = plan.width // rollup.block_size(plan.level)
         assert per_bucket in ((1, 2, 3) if plan.level else range(1, 16))
         coarser = rollup.level_above(plan.level)
         assert coarser not in rollup.LEVELS or plan.width % rollup.block_size(coarser)
-        buckets = end // plan.width - start // plan.width + 1
-        assert max_points / 4 < buckets <= max_points
+        count = end // plan.width - start // plan.width + 1
+        assert max_points / 4 < count <= max_points
 
 
 def test_rollups_stay_exact_when_the_history_is_truncated_between_two_flushes(store):

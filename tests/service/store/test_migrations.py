@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql
 
 from service.jobs import presets
 from service.store import Store
+from service.store import buckets as buckets
 from service.store import engine as db
 from service.store import rollup as rollup
 from service.store.schema import Base
@@ -236,9 +237,9 @@ def test_schema_and_queries_render_for_postgresql():
     assert "TIMESTAMP WITH TIME ZONE" in ddl and "BYTEA" in ddl
 
     dialect = postgresql.dialect()
-    plan = rollup.plan(0, 999_999, 1000)
+    plan = buckets.plan(0, 999_999, 1000)
     for st in (rollup.HISTORY, rollup.PARAM_STATS):
-        sql = str(rollup.bucket_statement(st, tuple(s[0] for s in plan.segments)).compile(dialect=dialect))
+        sql = str(buckets.bucket_statement(st, tuple(s[0] for s in plan.segments)).compile(dialect=dialect))
         assert "GROUP BY" in sql and "LEFT OUTER JOIN" in sql and "ORDER BY b.s0" in sql
         for level in (rollup.LEVELS[0], rollup.LEVELS[-1]):
             remove, add = rollup.rebuild_statements(st, level)
