@@ -11,14 +11,15 @@ from __future__ import annotations
 import typer
 
 from cli.commands import db, inspect, jobs, serve, train
+from cli.options import Command, Group
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+app = typer.Typer(cls=Group, no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
                   help="Train neural networks and keep the book of every step: loss and every gradient.")
 
 for command in (train.train, train.resume, jobs.presets, jobs.jobs, jobs.show, inspect.history,
                 inspect.gradients, inspect.graph, inspect.verify, serve.serve, train.submit, jobs.cancel,
                 inspect.export):
-    app.command()(command)
+    app.command(cls=Command)(command)
 app.add_typer(db.app, name="db")
 
 

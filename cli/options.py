@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 import service
 from cli.render import err
@@ -28,6 +29,26 @@ Start = Annotated[int | None, typer.Option(min=0, help="First step (inclusive)."
 End = Annotated[int | None, typer.Option(min=0, help="Last step (inclusive).")]
 MaxPoints = Annotated[int, typer.Option("--max-points", min=1, help="Downsample longer ranges into "
                                         "this many buckets (min/max/mean/last each).")]
+
+
+class FlagsShowNoType:
+    """Typer's rich help prints each option's type after it, flags included (`--json <bool>`,
+    `--help <bool>`); a flag takes no value, so here it shows none."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""  # what the help prints in the type column
+        return params
+
+
+class Command(FlagsShowNoType, TyperCommand):
+    """A `gradbook` command (``app.command(cls=Command)``)."""
+
+
+class Group(FlagsShowNoType, TyperGroup):
+    """A `gradbook` command group (``typer.Typer(cls=Group)``)."""
 
 
 class RowFormat(StrEnum):
