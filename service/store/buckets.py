@@ -7,7 +7,8 @@ range, so it scans fewer than ``4 * max_points`` block rows however long the ran
 aligned to multiples of their width ``w`` (a multiple of that level's block size), which keeps
 buckets stable while a live job grows; the range's ragged edges are covered by finer levels down
 to raw rows. Bucket min/max/mean are therefore exact, and each bucket's ``last`` values are read
-from the raw row at its last step.
+from the raw row at its last step, or for a series recorded at some steps only (validation), at
+the last step in the bucket that recorded it (null when none did).
 """
 
 from __future__ import annotations
@@ -104,12 +105,14 @@ def raw_statement(st: SeriesTable):
     return select(*raw_columns(st)).where(*where).order_by(t.c.step)
 
 
-def _bucket_columns(st: SeriesTable, b, raw) -> list:
-    """A bucket row as the API writes it: s0, s1, n, per series min, max, mean, last, then a NaN
-    bit mask (bit i: series i's mean is NaN, bit n + i: its last value is NaN)."""
+def _bucket_columns(st: SeriesTable, b, last_rows: dict) -> list:
+    """A bucket row as the API writes it: s0, s1, n, per series min, max, mean, last (from its raw
+    row in ``last_rows``), then a NaN bit mask (bit i: series i's mean is NaN, bit n + i: its last
+    value is NaN)."""
     cols = [b.c.s0, b.c.s1, b.c.n]
     mean_nan, last_nan = [], []
     for i, s in enumerate(st.series):
+        raw = last_rows[s]
         lo, hi, total, count = (b.c[f"{s}_{a}"] for a in ("min", "max", "sum", "cnt"))
         if s == "nonfinite":  # a count: aggregated as REAL in the pyramid, read back as an integer
             lo, hi = cast(lo, Integer), cast(hi, Integer)
@@ -126,8 +129,9 @@ def _bucket_columns(st: SeriesTable, b, raw) -> list:
 @functools.cache
 def bucket_statement(st: SeriesTable, levels: tuple[int, ...], whole: int | None = None):
     """The bucket query over segments of these levels (bounds lo_i/hi_i, bucket width :width),
-    joined to the raw row at each bucket's last step for its ``last`` values; rows laid out as
-    :func:`_bucket_columns`. Built once per shape so that SQLAlchemy reuses the compiled SQL.
+    joined to the raw row at each bucket's last step for its ``last`` values (for a sparse series,
+    the row at the bucket's last step that recorded it); rows laid out as :func:`_bucket_columns`.
+    Built once per shape so that SQLAlchemy reuses the compiled SQL.
 
     ``whole``: the index of a segment whose blocks are each one whole bucket. Its rows are then
     buckets as they are, and only the segments before and after it (the range's ragged edges, a
@@ -146,12 +150,17 @@ def bucket_statement(st: SeriesTable, levels: tuple[int, ...], whole: int | None
         as_buckets = select(*[c for c in blocks.c if c.name not in st.keys])
         edges = [grouped(p) for p in (parts[:whole], parts[whole + 1 :]) if p]
         buckets = union_all(as_buckets, *edges).subquery("b")
-    raw = st.raw
-    on = [raw.c.job_id == bindparam("job_id"), raw.c.step == buckets.c.s1]
-    on += [raw.c[k].in_(bindparam(f"{k}s", expanding=True)) for k in st.keys]
-    # LEFT JOIN makes SQLite loop over the few buckets and look each last row up by primary key.
-    joined = buckets.outerjoin(raw, and_(*on))
-    return select(*_bucket_columns(st, buckets, raw)).select_from(joined).order_by(buckets.c.s0)
+    # LEFT JOINs make SQLite loop over the few buckets and look each last row up by primary key.
+    joined = buckets
+    last_rows = {}
+    for at, series in [("s1", [s for s in st.series if s not in st.sparse])] + [
+            (f"{s}_last_step", [s]) for s in st.sparse]:
+        raw = st.raw.alias(f"at_{at}")
+        on = [raw.c.job_id == bindparam("job_id"), raw.c.step == buckets.c[at]]
+        on += [raw.c[k].in_(bindparam(f"{k}s", expanding=True)) for k in st.keys]
+        joined = joined.outerjoin(raw, and_(*on))
+        last_rows.update(dict.fromkeys(series, raw))
+    return select(*_bucket_columns(st, buckets, last_rows)).select_from(joined).order_by(buckets.c.s0)
 
 
 def bucket_rows(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, p: Plan) -> list:

@@ -8,7 +8,8 @@ infinities stay Python floats (JSON has no spelling for them; the caller decides
 A point of a downsampled range describes one bucket: ``step`` and ``step_end`` are the first and
 last recorded steps in it, ``count`` the number of recorded steps, and every series is an object
 ``{"min", "max", "mean", "last"}``: min/max/mean skip NaN (None when the bucket has no non-NaN
-value), ``last`` is the value at ``step_end``.
+value), ``last`` is the value at ``step_end``, or for a validation metric (recorded every K steps)
+at the bucket's last step that recorded it (None when none did).
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from service.store.schema import (
     ROLLUP_BASE,
     ROLLUP_FIRST_LEVEL,
     ROLLUP_LEVELS,
+    SPARSE_SERIES,
     History,
     ParamStat,
     history_rollup,
@@ -53,15 +54,23 @@ MAX_STEP = 2**31 - 1  # steps are INTEGER columns
 
 @dataclass(frozen=True)
 class SeriesTable:
-    """A raw per-step table, its rollup pyramid, its value series and extra key columns."""
+    """A raw per-step table, its rollup pyramid, its value series and extra key columns; ``sparse``:
+    the series a step may leave unrecorded (the raw table then has a ``nan_mask``), whose blocks also
+    keep the last step that recorded them."""
 
     raw: Table
     rollup: Table
     series: tuple[str, ...]
     keys: tuple[str, ...]
+    sparse: tuple[str, ...] = ()
+
+    @property
+    def sparse_index(self) -> list[int]:
+        """The columns of the sparse series among ``series``."""
+        return [self.series.index(s) for s in self.sparse]
 
 
-HISTORY = SeriesTable(History.__table__, history_rollup, HISTORY_SERIES, ())
+HISTORY = SeriesTable(History.__table__, history_rollup, HISTORY_SERIES, (), SPARSE_SERIES)
 PARAM_STATS = SeriesTable(ParamStat.__table__, param_stats_rollup, STAT_SERIES, ("param",))
 
 
@@ -82,9 +91,16 @@ def level_above(level: int) -> int:
     return max(level + 1, ROLLUP_FIRST_LEVEL)
 
 
+def recorded(raw, st: SeriesTable, series: str):
+    """SQL: the raw row recorded ``series``, as a value or as a NaN (NULL with its nan_mask bit)."""
+    bit = 1 << st.series.index(series)
+    return raw.c[series].is_not(None) | (raw.c.nan_mask.op("&")(bit) != 0)
+
+
 def source(st: SeriesTable, level: int, lo: str = "lo", hi: str = "hi"):
     """Rows of ``level`` whose step (level 0) or block start is in [:lo, :hi], in the common shape:
-    keys, s0, s1, n, and per series min, max, sum (NULL only when NaN) and cnt. Other parameters:
+    keys, s0, s1, n, per series min, max, sum (NULL only when NaN) and cnt, then per sparse series
+    its last recorded step (NULL: none). Other parameters:
     job_id, and for each key column a list ``<key>s`` (an IN list lets SQLite seek each key's range
     instead of scanning the whole job)."""
     if level == 0:
@@ -98,12 +114,14 @@ def source(st: SeriesTable, level: int, lo: str = "lo", hi: str = "hi"):
                 func.coalesce(x, 0.0).label(f"{s}_sum"),
                 case((x.is_(None), 0), else_=1).label(f"{s}_cnt"),
             ]
+        cols += [case((recorded(t, st, s), t.c.step), else_=None).label(f"{s}_last_step") for s in st.sparse]
         where = [t.c.step.between(bindparam(lo), bindparam(hi))]
     else:
         t = st.rollup
         cols = [t.c[k] for k in st.keys] + [t.c.step_first.label("s0"), t.c.step_last.label("s1"), t.c.n]
         for s in st.series:
             cols += [t.c[f"{s}_{a}"] for a in ("min", "max", "sum", "cnt")]
+        cols += [t.c[f"{s}_last_step"] for s in st.sparse]
         where = [t.c.level == level, t.c.block.between(bindparam(lo), bindparam(hi))]
     where += [t.c.job_id == bindparam("job_id")]
     where += [t.c[k].in_(bindparam(f"{k}s", expanding=True)) for k in st.keys]
@@ -122,7 +140,7 @@ def aggregates(st: SeriesTable, src) -> list:
             case((func.count(total) == func.count(), func.sum(total)), else_=None).label(f"{s}_sum"),
             func.sum(c[f"{s}_cnt"]).label(f"{s}_cnt"),
         ]
-    return cols
+    return cols + [func.max(c[f"{s}_last_step"]).label(f"{s}_last_step") for s in st.sparse]
 
 
 @functools.cache
@@ -153,6 +171,7 @@ def rebuild_statements(st: SeriesTable, level: int):
     names = ["job_id", *st.keys, "level", "block", "step_first", "step_last", "n"]
     for s in st.series:
         names += [f"{s}_{a}" for a in ("min", "max", "sum", "cnt")]
+    names += [f"{s}_last_step" for s in st.sparse]
     return remove, r.insert().from_select(names, agg)
 
 
@@ -169,7 +188,8 @@ def truncate(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, from_
     start = from_step // block_size(LEVELS[-1]) * block_size(LEVELS[-1])
     raw = st.raw
     key_cols = [raw.c[k] for k in st.keys]
-    query = (select(*key_cols, raw.c.step, *[raw.c[s] for s in st.series])
+    flags = [case((recorded(raw, st, s), 1), else_=0) for s in st.sparse]
+    query = (select(*key_cols, raw.c.step, *[raw.c[s] for s in st.series], *flags)
              .where(raw.c.job_id == job_id, raw.c.step >= start, raw.c.step < from_step,
                     *[raw.c[k].in_(list(v)) for k, v in key_in.items()])
              .order_by(*key_cols, raw.c.step))
@@ -179,7 +199,9 @@ def truncate(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, from_
     table = np.array([[math.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
     n_keys = len(st.keys)
     key_col = table[:, 0].astype(np.int64) if n_keys else None
-    append(conn, st, job_id, key_in, key_col, table[:, n_keys].astype(np.int64), table[:, n_keys + 1:])
+    values_end = n_keys + 1 + len(st.series)
+    append(conn, st, job_id, key_in, key_col, table[:, n_keys].astype(np.int64),
+           table[:, n_keys + 1:values_end], table[:, values_end:] == 1)
 
 
 def rebuild(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, lo: int, hi: int = MAX_STEP):
@@ -196,11 +218,13 @@ def rebuild(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, lo: in
 
 
 def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, steps, values,
-           tail: dict | None = None) -> dict:
+           recorded=None, tail: dict | None = None) -> dict:
     """Update the rollups after a batch's raw rows were inserted (the fast path of :func:`rebuild`).
 
     ``steps`` (int array) and ``values`` (float array, a column per series, NaN where not recorded
-    or NaN) are the batch's rows ordered by (key, step); ``keys`` is the key column, or None.
+    or NaN) are the batch's rows ordered by (key, step); ``keys`` is the key column, or None;
+    ``recorded`` (bool array, a column per sparse series; None when there are none) whether each
+    row recorded it.
     The first stored level's blocks are aggregated from the batch with NumPy, the coarser levels'
     from those (as the SQL rebuild does), except sums: every level's is summed from the raw values
     in step order (:func:`_sequential_sums`). A block that starts before the batch already has a
@@ -220,6 +244,9 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
     starts = _runs(key, block)
     ends = np.append(starts[1:], len(steps)) - 1
     valid = ~np.isnan(values)
+    if recorded is None:
+        recorded = np.ones((len(steps), len(st.sparse)), dtype=bool)
+    recorded_at = np.where(recorded, steps[:, None].astype(np.float64), math.nan)  # NaN: none
     with np.errstate(invalid="ignore"):  # an all-NaN block gives NaN, stored as NULL
         first_level = {
             "key": key[starts],
@@ -232,6 +259,7 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
             "max": np.fmax.reduceat(values, starts, axis=0),
             "sum": np.zeros((len(starts), values.shape[1])),  # seeds; see _sequential_sums
             "cnt": np.add.reduceat(valid, starts, axis=0, dtype=np.int64),
+            "last_step": np.fmax.reduceat(recorded_at, starts, axis=0),
         }
         # ... and every coarser level from those blocks, all at once: the blocks repeated once per
         # level, each copy grouped into that level's blocks, as the SQL rebuild groups level L - 1.
@@ -253,6 +281,7 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
             "max": np.fmax.reduceat(rep["max"], starts, axis=0),
             "sum": np.zeros((len(starts), values.shape[1])),
             "cnt": np.add.reduceat(rep["cnt"], starts, axis=0),
+            "last_step": np.fmax.reduceat(rep["last_step"], starts, axis=0),
         }
     new = {name: np.concatenate([first_level[name], upper[name]]) for name in first_level}
     _merge_earlier_rows(conn, st, job_id, key_in, new, lo, tail or {})  # earlier sums become seeds
@@ -265,6 +294,7 @@ def append(conn: Connection, st: SeriesTable, job_id: int, key_in: dict, keys, s
     columns += [new["level"], new["block"], new["first"], new["last"], new["n"]]
     for i in range(len(st.series)):
         columns += [new["min"][:, i], new["max"][:, i], new["sum"][:, i], new["cnt"][:, i]]
+    columns += [_steps_or_null(new["last_step"][:, j]) for j in range(len(st.sparse))]
     executemany(conn, st.rollup, _rows(*columns), replace=True)  # merged blocks replace their rows
     return _last_blocks(new)
 
@@ -285,6 +315,14 @@ def _sequential_sums(addends: np.ndarray, starts: np.ndarray, seeds: np.ndarray)
         return np.cumsum(padded, axis=1)[np.arange(len(starts)), lengths]  # accumulate is sequential
 
 
+def _steps_or_null(steps: np.ndarray) -> np.ndarray:
+    """Float steps (NaN: none) as Python ints and None, the way the drivers bind an INTEGER column."""
+    out = np.full(len(steps), None, dtype=object)
+    present = ~np.isnan(steps)
+    out[present] = steps[present].astype(np.int64).tolist()
+    return out
+
+
 def _runs(group: np.ndarray, block: np.ndarray) -> np.ndarray:
     """Where each run of equal (group, block) starts, in rows ordered by (group, step)."""
     change = np.empty(len(block), dtype=bool)
@@ -300,7 +338,7 @@ def _last_blocks(new: dict) -> dict:
     last = np.flatnonzero(np.append(group[1:] != group[:-1], True))  # rows are grouped by (level, key)
     series = np.stack([new["min"], new["max"], new["sum"], new["cnt"]], axis=-1)[last]
     cols = [new[name][last][:, None] for name in ("key", "level", "block", "first", "n")]
-    rows = np.hstack([*cols, series.reshape(len(last), -1)]).astype(np.float64)
+    rows = np.hstack([*cols, series.reshape(len(last), -1), new["last_step"][last]]).astype(np.float64)
     return {(int(row[0]), int(row[1])): row for row in rows}
 
 
@@ -333,6 +371,7 @@ def _merge_earlier_rows(conn, st: SeriesTable, job_id: int, key_in: dict, new: d
         ]
         key = r.c[st.keys[0]] if st.keys else literal(0)
         values = [r.c[f"{s}_{a}"] for s in st.series for a in ("min", "max", "sum", "cnt")]
+        values += [r.c[f"{s}_last_step"] for s in st.sparse]
         query = select(key, r.c.level, r.c.block, r.c.step_first, r.c.n, *values).where(*where)
         for row in conn.execute(query):
             i = wanted.get((row[0], row[1], row[2]))
@@ -344,9 +383,11 @@ def _merge_earlier_rows(conn, st: SeriesTable, job_id: int, key_in: dict, new: d
     at, old = np.array(at), np.array(old, dtype=np.float64)
     new["first"][at] = old[:, 3]
     new["n"][at] += old[:, 4].astype(np.int64)
-    series = old[:, 5:].reshape(len(at), len(st.series), 4)
+    series_end = 5 + 4 * len(st.series)
+    series = old[:, 5:series_end].reshape(len(at), len(st.series), 4)
     with np.errstate(invalid="ignore"):  # inf + -inf is NaN, as in SQL
         new["min"][at] = np.fmin(new["min"][at], series[..., 0])
         new["max"][at] = np.fmax(new["max"][at], series[..., 1])
         new["sum"][at] = series[..., 2]  # the seed its sum continues from (NULL: NaN, which stays NaN)
     new["cnt"][at] += series[..., 3].astype(np.int64)
+    new["last_step"][at] = np.fmax(new["last_step"][at], old[:, series_end:])

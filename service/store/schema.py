@@ -11,7 +11,9 @@ value column is always recorded, so there NULL always means NaN.
 
 The ``*_rollup`` tables hold exact per-block aggregates (min, max, sum and count of every series)
 at block sizes 4, 16, 64, ... so that a downsampled query over a long range scans a few thousand
-block rows instead of every step (see service/store/rollup.py).
+block rows instead of every step (see service/store/rollup.py). For the series recorded at some
+steps only (:data:`SPARSE_SERIES`) they also hold the last step that recorded one, where a bucket's
+``last`` value is read.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ from service.domain import HISTORY_SERIES, STAT_SERIES
 ROLLUP_BASE = 4
 ROLLUP_FIRST_LEVEL = 2
 ROLLUP_LEVELS = 9
+
+# History series a step may leave unrecorded (NULL without its nan_mask bit): validation runs every
+# K steps. Every other history series and every param_stats series is recorded at every step.
+SPARSE_SERIES = ("val_loss", "val_accuracy")
 
 # Constraint names are fixed so that migrations can refer to them on every database.
 NAMING = {
@@ -181,10 +187,13 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-def _rollup_table(name: str, keys: list[Column], series: tuple[str, ...]) -> Table:
+def _rollup_table(name: str, keys: list[Column], series: tuple[str, ...],
+                  sparse: tuple[str, ...] = ()) -> Table:
     """Per-block aggregates: ``block`` is the first step of the block (a multiple of its size);
     ``step_first``/``step_last``/``n`` describe the rows present; per series min, max, sum and the
-    count of non-NaN values. A NULL ``<series>_sum`` means the sum is NaN (inf + -inf)."""
+    count of non-NaN values. A NULL ``<series>_sum`` means the sum is NaN (inf + -inf). Per
+    ``sparse`` series, ``<series>_last_step``: the block's last step that recorded it, NaN included
+    (NULL: none did; revision 0006)."""
     value_columns = []
     for s in series:
         value_columns += [
@@ -204,11 +213,12 @@ def _rollup_table(name: str, keys: list[Column], series: tuple[str, ...]) -> Tab
         Column("step_last", Integer, nullable=False),
         Column("n", Integer, nullable=False),
         *value_columns,
+        *[Column(f"{s}_last_step", Integer) for s in sparse],
         sqlite_with_rowid=False,
     )
 
 
-history_rollup = _rollup_table("history_rollup", [], HISTORY_SERIES)
+history_rollup = _rollup_table("history_rollup", [], HISTORY_SERIES, SPARSE_SERIES)
 param_stats_rollup = _rollup_table(
     "param_stats_rollup",
     [Column("param", SmallInteger, primary_key=True, autoincrement=False)],

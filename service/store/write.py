@@ -25,7 +25,7 @@ from service.domain import HISTORY_SERIES, STAT_SERIES, Checkpoint
 from service.store import rollup as rollup
 from service.store.arrays import encode_array
 from service.store.engine import reader
-from service.store.schema import CheckpointRow, History, Job, ParamStat, StepArray
+from service.store.schema import SPARSE_SERIES, CheckpointRow, History, Job, ParamStat, StepArray
 from service.store.sql import executemany, rows
 from service.store.times import now
 from service.store.writer_process import WriterProcess, WriterProcessError
@@ -169,13 +169,9 @@ class HistoryWriter:
         step = _step_number(step)
         if step <= self._last_step:
             raise ValueError(f"step: {step} is not after the previous step {self._last_step}")
-        scalars = (
-            _scalar("loss", loss, False),
-            _scalar("lr", lr, False),
-            _scalar("grad_norm", grad_norm, False),
-            _scalar("val_loss", val_loss, True),
-            _scalar("val_accuracy", val_accuracy, True),
-        )
+        values = (loss, lr, grad_norm, val_loss, val_accuracy)  # in HISTORY_SERIES order
+        scalars = tuple(_scalar(name, value, name in SPARSE_SERIES)
+                        for name, value in zip(HISTORY_SERIES, values, strict=True))
         expected, shape = self._stats.shape[1:], np.shape(param_stats)
         if shape != expected:
             raise ValueError(f"param_stats: expected shape {expected} (params x {STAT_SERIES}), got {shape}")
@@ -413,10 +409,10 @@ class HistoryWriter:
             executemany(conn, ParamStat.__table__, stat_rows)
 
         new = {"history": rollup.append(conn, rollup.HISTORY, self.job_id, {}, None, steps, scalars,
-                                        tails.get("history"))}
+                                        given[:, rollup.HISTORY.sparse_index], tails.get("history"))}
         if n_params:
             keys = {"param": list(range(n_params))}
             new["param_stats"] = rollup.append(conn, rollup.PARAM_STATS, self.job_id, keys, param_col,
-                                               step_col, stats, tails.get("param_stats"))
+                                               step_col, stats, tail=tails.get("param_stats"))
         return new
 

@@ -93,8 +93,25 @@ def _same(got, want):
     return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
 
 
+def _last_recorded(raw: dict, present: np.ndarray):
+    """``last_value(name, rows)``: a series' value at the last of ``rows`` (indices, ascending) that
+    recorded it: validation metrics only where ``present``, None when no row did."""
+    def last_value(name, rows):
+        if name.startswith("val_"):
+            rows = [i for i in rows if present[i]]
+        return raw[name][rows[-1]] if len(rows) else None
+
+    return last_value
+
+
+def _at_last_row(series: dict):
+    """``last_value`` of series recorded at every step."""
+    return lambda name, rows: series[name][rows[-1]]
+
+
 def _check_buckets(points, steps, series: dict, start, end, max_points, last_value):
-    """``points`` tile the recorded steps in [start, end]; each aggregate matches NumPy."""
+    """``points`` tile the recorded steps in [start, end]; each aggregate matches NumPy (``last``:
+    ``last_value(name, rows)`` of the bucket's rows)."""
     in_range = steps[(steps >= start) & (steps <= end)]
     n_steps = end - start + 1
     if n_steps <= max_points:
@@ -117,7 +134,7 @@ def _check_buckets(points, steps, series: dict, start, end, max_points, last_val
             assert _same(agg["min"], lo), (name, p["step"], agg, lo)
             assert _same(agg["max"], hi), (name, p["step"], agg, hi)
             assert _same(agg["mean"], mean), (name, p["step"], agg, mean)
-            assert _same(agg["last"], last_value(name, rows[-1])), (name, p["step"], agg)
+            assert _same(agg["last"], last_value(name, rows)), (name, p["step"], agg)
     assert covered == in_range.tolist()  # contiguous, in order, nothing missing or repeated
     spans = [p["step_end"] - p["step"] + 1 for p in points[1:-1]]
     if len(steps) == steps[-1] - steps[0] + 1 and spans:  # contiguous history: equal interior widths
@@ -151,23 +168,19 @@ def test_buckets_match_numpy(store, data, n, gappy, special_rate, seed):
         assert points == []
         return
 
-    present = raw.pop("present")
-
-    def last_value(name, row):  # validation metrics not recorded at a step read back as None
-        return None if name.startswith("val_") and not present[row] else raw[name][row]
-
+    last_value = _last_recorded(raw, raw.pop("present"))
     _check_buckets(points, steps, raw, lo, hi, max_points, last_value)
     if hi - lo + 1 <= max_points:
-        for p in points:
+        for p in points:  # validation metrics not recorded at a step read back as None
             i = int(np.flatnonzero(steps == p["step"])[0])
             for name in HISTORY:
-                assert _same(p[name], last_value(name, i)), (name, p)
+                assert _same(p[name], last_value(name, [i])), (name, p)
 
     param = data.draw(st.sampled_from(PARAMS), label="param")
     k = PARAMS.index(param)
     series = {s: stats[:, k, j] for j, s in enumerate(STATS)}
     grads = store.gradients(job, param, start, end, max_points)
-    _check_buckets(grads, steps, series, lo, hi, max_points, lambda name, row: series[name][row])
+    _check_buckets(grads, steps, series, lo, hi, max_points, _at_last_row(series))
     for p in grads:
         if "step_end" in p:
             assert isinstance(p["nonfinite"]["last"], int) and isinstance(p["nonfinite"]["max"], int)
@@ -188,11 +201,7 @@ def test_buckets_of_one_block_each_match_numpy(store):
     rng = np.random.default_rng(7)
     steps = np.arange(3, 9000, dtype=np.int64)
     job, raw, stats = _write_job(store, steps, [2500, 4000, 5000], rng, 0.02)
-    present = raw.pop("present")
-
-    def last_value(name, row):
-        return None if name.startswith("val_") and not present[row] else raw[name][row]
-
+    last_value = _last_recorded(raw, raw.pop("present"))
     series = {s: stats[:, 1, j] for j, s in enumerate(STATS)}
     cases = [(5, 8000, 520), (0, 8995, 10), (17, 4113, 20), (5, 8000, 126), (40, 9100, 3)]
     for start, end, max_points in cases:
@@ -201,7 +210,7 @@ def test_buckets_of_one_block_each_match_numpy(store):
         points = store.history(job, start, end, max_points)
         _check_buckets(points, steps, raw, start, end, max_points, last_value)
         grads = store.gradients(job, "b1", start, end, max_points)
-        _check_buckets(grads, steps, series, start, end, max_points, lambda name, row: series[name][row])
+        _check_buckets(grads, steps, series, start, end, max_points, _at_last_row(series))
 
 
 def _rollup_rows(store, job):
