@@ -68,10 +68,13 @@ def to_csv(rows: list[dict], first=("step",)) -> str:
 
 
 def short(value) -> str:
+    """A value for reading: floats to 6 significant digits (0.1 rather than 0.10000000000000002),
+    whole numbers whole (1234567, not 1.23457e+06); None as "-". CSV and JSON keep every digit."""
     if value is None:
         return "-"
     if is_float(value):
-        return f"{float(value):.6g}"
+        value = float(value)
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
     return str(value)
 
 
@@ -124,7 +127,7 @@ def show_job(view: dict, as_json: bool) -> None:
     for key in ("id", "name", "status", "steps_done", "total_steps", "last_loss", "created_at", "started_at",
                 "finished_at", "error", "param_names"):
         if view.get(key) is not None:
-            typer.echo(f"{key:12} {view[key]}")
+            typer.echo(f"{key:12} {short(view[key])}")
     if view.get("spec") is not None:
         typer.echo("spec         " + json.dumps(view["spec"]))
 
