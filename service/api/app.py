@@ -21,6 +21,7 @@ from service.api import errors
 from service.api.body import BodyLimit
 from service.api.cache import ResponseCache
 from service.api.errors import SafeJSONResponse
+from service.api.origin import SameOriginWrites
 from service.api.routes import catalog, datasets, events, export, health, history, jobs, steps
 from service.config import ServerSettings
 from service.jobs.spec import JobSpec
@@ -35,7 +36,11 @@ learning rate and gradient norm, and every parameter's gradient statistics.
 
 Errors are JSON `{"detail": ...}`: a message, or a list of `{loc, msg, type}` naming each bad field.
 Non-finite numbers (a diverged loss) are written as `null`. With `GRADBOOK_API_TOKEN` set, every
-endpoint except `/health` needs `Authorization: Bearer <token>`."""
+endpoint except `/health` needs `Authorization: Bearer <token>`.
+
+A request that changes anything (POST, PUT, PATCH, DELETE) sent by a web page of another origin gets
+403, and a body not declared as the type the endpoint reads (`application/json`, or CSV for
+`POST /datasets`) gets 415: no other site can make the user's browser submit or cancel jobs."""
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -65,6 +70,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.response_cache = ResponseCache(settings.response_cache_bytes)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SameOriginWrites)  # added last, so it runs first: a refused body is never read
     # One router per resource; the order is the order of the OpenAPI document.
     for module in (health, jobs, history, steps, export, events, datasets, catalog):
         app.include_router(module.router)

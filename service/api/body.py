@@ -1,13 +1,34 @@
-"""Strict request bodies: JSON without NaN/Infinity, and a size limit enforced before parsing."""
+"""Strict request bodies: the declared media type, JSON without NaN/Infinity, and a size limit enforced
+before parsing."""
 
 from __future__ import annotations
 
 import json
 
+from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.encode import dumps, loads
-from service.api.errors import field_error
+from service.api.encode import loads
+from service.api.errors import field_error, send_error
+
+JSON_TYPE = "application/json"
+
+
+def require_media_type(request: Request, accepted: tuple[str, ...]) -> None:
+    """A 415 unless the body is declared as one of ``accepted``. For JSON routes this also refuses
+    the bodies any web page may send to any server without a CORS preflight (forms, text/plain, no
+    type at all), one of the ways another site could reach a server on the user's machine."""
+    declared = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if declared not in accepted:
+        raise field_error(415, ["header", "content-type"],
+                          f"expected Content-Type: {' or '.join(accepted)}, got {declared or 'none'}",
+                          "unsupported_media_type")
+
+
+async def read_json(request: Request):
+    """The request's body as strict JSON, declared as application/json (else 415)."""
+    require_media_type(request, (JSON_TYPE,))
+    return parse_json(await request.body())
 
 
 def parse_json(raw: bytes):
@@ -82,13 +103,8 @@ class BodyLimit:
 
     @staticmethod
     async def _reply(send: Send, status: int, message: str) -> None:
-        body = dumps({"detail": [{"loc": ["body"], "msg": message, "type": "too_large" if status == 413
-                                  else "value_error"}]})
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
-
+        kind = "too_large" if status == 413 else "value_error"
+        await send_error(send, status, [{"loc": ["body"], "msg": message, "type": kind}])
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
     pending = list(messages)

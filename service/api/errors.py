@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from service.api.encode import dumps
 from service.jobs.spec import SpecError
@@ -42,6 +43,16 @@ def field_error(status: int, loc: list, msg: str, kind: str = "value_error") -> 
 
 def not_found(what: str) -> ApiError:
     return ApiError(404, what)
+
+
+async def send_error(send: Send, status: int, detail) -> None:
+    """Answer with an error straight from ASGI middleware, before the app reads the request; the
+    connection is closed, since the unread body may still be on it."""
+    body = dumps({"detail": detail})
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 # --- the response class -------------------------------------------------------------------------------

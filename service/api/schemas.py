@@ -226,3 +226,5 @@ NOT_FOUND = {404: {"model": ErrorOut, "description": "No such job."}}
 CONFLICT = {409: {"model": ErrorOut, "description": "The job's state does not allow this."}}
 INVALID = {422: {"model": ErrorOut, "description": "A malformed field, named in loc."}}
 TOO_LARGE = {413: {"model": ErrorOut, "description": "Body over the size limit."}}
+WRONG_TYPE = {415: {"model": ErrorOut, "description": "Body not declared as a type this endpoint reads "
+                                                      "(Content-Type)."}}

@@ -13,9 +13,10 @@ import numpy as np
 from fastapi import Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from service.api.body import require_media_type
 from service.api.deps import StoreDep, guarded_router
 from service.api.errors import field_error, not_found
-from service.api.schemas import TOO_LARGE, DatasetList, DatasetOut, ErrorOut
+from service.api.schemas import TOO_LARGE, WRONG_TYPE, DatasetList, DatasetOut, ErrorOut
 from service.config import settings
 from service.domain import MAX_ID
 from service.jobs.data import DataError, parse_csv
@@ -57,7 +58,7 @@ def check_csv(raw: bytes, targets: int) -> dict:
 @router.post(
     "", status_code=201, response_model=DatasetOut, summary="Upload a CSV dataset",
     responses={422: {"model": ErrorOut, "description": "Not a CSV of finite numbers (row and column named)."},
-               **TOO_LARGE},
+               **TOO_LARGE, **WRONG_TYPE},
     openapi_extra={"requestBody": {
         "required": True, "content": {t: {"schema": {"type": "string"}} for t in CSV_TYPES},
         "description": "CSV text: rows of numbers, an optional header row; the last `targets` columns "
@@ -70,6 +71,7 @@ async def upload(
     targets: Annotated[int, Query(ge=1, le=10_000, description="How many trailing columns are targets.")] = 1,
 ):
     """Store a CSV of training data after checking it; jobs then use ``{"dataset_id": ID}``."""
+    require_media_type(request, CSV_TYPES)
     raw = await request.body()
 
     def save() -> dict:

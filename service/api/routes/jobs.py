@@ -15,7 +15,7 @@ from fastapi import Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service import domain
-from service.api.body import parse_json
+from service.api.body import read_json
 from service.api.deps import (
     ExecutorDep,
     JobId,
@@ -31,6 +31,7 @@ from service.api.schemas import (
     INVALID,
     NOT_FOUND,
     TOO_LARGE,
+    WRONG_TYPE,
     JobList,
     JobOut,
     Status,
@@ -69,7 +70,7 @@ def validate_spec(store, doc) -> tuple[JobSpec, int]:
 @router.post(
     "", status_code=201, response_model=JobOut, openapi_extra={"requestBody": _spec_request_body()},
     responses={200: {"model": JobOut, "description": "Replayed: this Idempotency-Key already made this job."},
-               **CONFLICT, **INVALID, **TOO_LARGE},
+               **CONFLICT, **INVALID, **TOO_LARGE, **WRONG_TYPE},
     summary="Submit a job",
 )
 async def submit_job(
@@ -79,7 +80,7 @@ async def submit_job(
         "with another spec, 409."))] = None,
 ):
     """Validate the spec (a 422 names each bad field), store the job as queued and hand it to a worker."""
-    doc = parse_json(await request.body())
+    doc = await read_json(request)
 
     def create() -> tuple[dict, bool]:
         spec, total = validate_spec(store, doc)

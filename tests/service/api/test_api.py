@@ -508,7 +508,8 @@ def test_spec_data_references_are_checked_at_submission(app_client):
     doc["data"] = {"csv": "/etc/passwd"}
     r = app_client.post("/jobs", json=doc)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "data", "csv"]
-    ds = app_client.post("/datasets", params={"targets": 2}, content="1,2,3\n4,5,6\n").json()
+    ds = app_client.post("/datasets", params={"targets": 2}, content="1,2,3\n4,5,6\n",
+                         headers={"Content-Type": "text/csv"}).json()
     doc["data"] = {"dataset_id": ds["id"]}  # two target columns, but the xor model has one output
     r = app_client.post("/jobs", json=doc)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "data", "y"]
