@@ -64,8 +64,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             executor.shutdown(wait=True)
             store.close()
 
+    # docs_url and redoc_url off: the dashboard module serves those pages with vendored assets (no CDN).
     app = FastAPI(title="gradbook", version=health.VERSION, description=DESCRIPTION, lifespan=lifespan,
-                  default_response_class=SafeJSONResponse)
+                  default_response_class=SafeJSONResponse, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.response_cache = ResponseCache(settings.response_cache_bytes)
     errors.install(app)

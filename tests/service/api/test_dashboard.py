@@ -1,5 +1,6 @@
-"""The dashboard's files as the server hands them out: index at /, static files with the right types,
-nothing outside the static folder, vendored code with its license, and no reference to any other host."""
+"""The browser pages' files as the server hands them out: the dashboard at /, the API docs at /docs and
+/redoc, static files with the right types, nothing outside the static folder, vendored code with its
+license, and no reference to any other host."""
 
 from __future__ import annotations
 
@@ -88,6 +89,18 @@ def test_vendored_uplot_carries_its_license():
         assert (folder / "LICENSE").is_file(), f"vendor/{folder.name} has no LICENSE"
 
 
+def test_vendored_api_docs_carry_their_licenses():
+    swagger, redoc = STATIC / "vendor" / "swagger-ui", STATIC / "vendor" / "redoc"
+    assert "Apache License" in (swagger / "LICENSE").read_text()
+    assert "SmartBear" in (swagger / "NOTICE").read_text()  # Apache 2.0: the NOTICE travels with the code
+    assert "MIT License" in (redoc / "LICENSE").read_text() and "Rebilly" in (redoc / "LICENSE").read_text()
+    # the bundles name the file that lists the licenses of the code bundled into them
+    for bundle in DOCS_BUNDLES:
+        banner = (STATIC / bundle).read_text()[:100]
+        assert f"see {Path(bundle).name}.LICENSE.txt" in banner
+        assert (STATIC / f"{bundle}.LICENSE.txt").is_file()
+
+
 # Allowed mentions of a URL that the browser never fetches: XML namespace names, and the
 # "/*! https://github.com/... */" provenance banner that minified vendor files keep.
 NAMESPACES = re.compile(r"http://www\.w3\.org/(2000/svg|1999/xlink|1999/xhtml)")
@@ -115,8 +128,15 @@ def test_the_host_check_tells_local_from_external(text, external):
     assert (EXTERNAL.search(NAMESPACES.sub("", text)) is not None) is external
 
 
-@pytest.mark.parametrize("path", [p for p in FILES if p.suffix in TEXT_SUFFIXES and p.name != "LICENSE"],
-                         ids=rel)
+# The API docs' bundles (Swagger UI, ReDoc) are third-party code that holds URLs as link targets and
+# JSON-schema identifiers; that they fetch nothing from elsewhere is what the browser test checks, by
+# loading /docs with every other host blocked.
+DOCS_BUNDLES = {"vendor/swagger-ui/swagger-ui-bundle.js", "vendor/redoc/redoc.standalone.js"}
+LICENSE_FILES = re.compile(r"LICENSE|NOTICE")
+
+
+@pytest.mark.parametrize("path", [p for p in FILES if p.suffix in TEXT_SUFFIXES and rel(p) not in DOCS_BUNDLES
+                                  and not LICENSE_FILES.search(p.name)], ids=rel)
 def test_no_file_refers_to_another_host(path):
     text = path.read_text(encoding="utf-8")
     text = NAMESPACES.sub("", text)
@@ -136,3 +156,29 @@ def test_the_service_app_serves_the_dashboard():
     assert client.get("/ui/app.css").headers["content-type"] == "text/css; charset=utf-8"
     paths = client.get("/openapi.json").json()["paths"]
     assert "/jobs" in paths and "/" not in paths and not any(p.startswith("/ui") for p in paths)
+
+
+ASSET = re.compile(r"""(?:src|href|spec-url)=["']([^"']+)["']|url: '([^']+)'""")
+
+
+@pytest.mark.parametrize(("page", "needs"), [
+    ("/docs", ["/ui/vendor/swagger-ui/swagger-ui-bundle.js", "/ui/vendor/swagger-ui/swagger-ui.css"]),
+    ("/redoc", ["/ui/vendor/redoc/redoc.standalone.js"]),
+])
+def test_the_api_docs_load_only_assets_the_server_serves(page, needs):
+    """The docs pages worked only online (Swagger UI and ReDoc from a CDN, fonts from Google): every
+    asset they name is now a path on this server, and the server serves it."""
+    from service.api.app import create_app
+
+    client = TestClient(create_app())
+    r = client.get(page)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.headers["content-security-policy"].startswith("default-src 'self';")  # nothing from elsewhere
+    assert not EXTERNAL.search(r.text), r.text
+    refs = {a or b for a, b in ASSET.findall(r.text)}
+    assert set(needs) | {"/openapi.json"} <= refs
+    for ref in refs:
+        assert ref.startswith("/") and not ref.startswith("//"), ref
+        answer = client.get(ref)
+        assert answer.status_code == 200, ref
+        assert answer.content, ref
