@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from service.api import errors
 from service.api.body import BodyLimit
 from service.api.cache import ResponseCache
+from service.api.deps import PUBLIC_PATHS
 from service.api.errors import SafeJSONResponse
 from service.api.origin import SameOriginWrites
 from service.api.routes import catalog, datasets, events, export, health, history, jobs, steps
@@ -31,12 +32,17 @@ from service.store import Store
 
 log = logging.getLogger("gradbook.server")
 
+# PUBLIC_PATHS as the description lists them: /ui/{relative:path} -> /ui/*
+_PUBLIC = ", ".join(f"`{path.split('{')[0]}*`" if "{" in path else f"`{path}`" for path in PUBLIC_PATHS)
+
 DESCRIPTION = """Submit training jobs, watch them live, and query the book of every step: the loss,
 learning rate and gradient norm, and every parameter's gradient statistics.
 
 Errors are JSON `{"detail": ...}`: a message, or a list of `{loc, msg, type}` naming each bad field.
-Non-finite numbers (a diverged loss) are written as `null`. With `GRADBOOK_API_TOKEN` set, every
-endpoint except `/health` needs `Authorization: Bearer <token>`.
+Non-finite numbers (a diverged loss) are written as `null`.
+
+With `GRADBOOK_API_TOKEN` set, every endpoint needs `Authorization: Bearer <token>` except these,
+which anyone may fetch: """ + _PUBLIC + """.
 
 A request that changes anything (POST, PUT, PATCH, DELETE) sent by a web page of another origin gets
 403, and a body not declared as the type the endpoint reads (`application/json`, or CSV for

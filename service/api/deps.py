@@ -19,6 +19,11 @@ from service.store import Store
 from service.store import check_range as store_check_range
 from service.store.rollup import MAX_STEP
 
+# The routes anyone may fetch, token or not: the health check, and what a browser needs to show the
+# dashboard and the API docs (none of them holds a job's data; the dashboard asks for the token when
+# the API answers 401). Every other route needs the token when one is set: see guarded_router.
+PUBLIC_PATHS = ("/health", "/", "/ui/{relative:path}", "/docs", "/redoc", "/openapi.json")
+
 _bearer = HTTPBearer(auto_error=False, description="Required when the server has GRADBOOK_API_TOKEN set.")
 
 

@@ -1,4 +1,4 @@
-"""Liveness and readiness: the one endpoint that never needs the token."""
+"""Liveness and readiness: the one endpoint of the API proper that is public (deps.PUBLIC_PATHS)."""
 
 from __future__ import annotations
 
