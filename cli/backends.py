@@ -15,6 +15,7 @@ import contextlib
 import http.client
 import json
 import signal
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -32,6 +33,7 @@ from cli.render import ProgressBar, err, summary
 DEFAULT_TIMEOUT = 30.0
 STREAM_TIMEOUT = 60.0  # the server sends a keep-alive every 15 s on a quiet stream
 RETRIES = 3            # for connection failures of requests that are safe to repeat
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # stop `train` and `resume` here at a step boundary
 
 
 class RemoteError(UsageError):
@@ -326,10 +328,19 @@ class Local:
         try:
             with _interrupt_at_step_boundary() as should_stop, \
                     ProgressBar(f"job {job_id} {job['name']}", job["total_steps"], not quiet) as bar:
-                service.run_job(self.store, job_id, resume=resume, should_stop=should_stop,
-                                progress=lambda p: bar.step(p.steps_done, p.loss))
+                if resume:
+                    bar.restoring()
+
+                def report(p) -> None:
+                    if isinstance(p, service.Restoring):
+                        bar.restoring(p.steps_done)
+                    else:
+                        bar.step(p.steps_done, p.loss)
+
+                service.run_job(self.store, job_id, resume=resume, should_stop=should_stop, progress=report)
         except KeyboardInterrupt:
-            err.print(f"job {job_id} interrupted; continue it with `gradbook resume {job_id}`")
+            done = self._stored(job_id)["steps_done"]
+            err.print(f"job {job_id} interrupted at step {done:,}; resume with gradbook resume {job_id}")
             raise typer.Exit(130) from None
         seconds = time.monotonic() - started
         job = self._stored(job_id)
@@ -357,15 +368,38 @@ def _interrupt_at_step_boundary():
         return False
 
     try:
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     except ValueError:  # not in the main thread: leave signals alone
         yield None
         return
     try:
-        yield should_stop
+        with _stop_signals_kept_from_children():
+            yield should_stop
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def _stop_signals_kept_from_children():
+    """The processes a job starts (its history's writer process) inherit the starting thread's
+    signal mask. A Ctrl-C or a process group's SIGTERM reaching one before it sets these signals
+    aside killed it mid-start, and its failure was printed. So this thread blocks them meanwhile, and
+    a thread that does not receives them for the process: Python runs the handler in this thread all
+    the same (a blocking call here is no longer cut short, which the first signal never needed)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    finished = threading.Event()
+    receiver = threading.Thread(target=finished.wait, name="stop-signal-receiver", daemon=True)
+    receiver.start()  # before blocking: a new thread starts with its creator's mask
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        finished.set()
+        receiver.join()
 
 
 class Remote:

@@ -192,6 +192,7 @@ class ProgressBar:
             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=err, disable=not enabled)
+        self.restored = False
         self.task = self.progress.add_task(label, total=total, loss="-", status=status,
                                            total_text=f"{total:,}" if total else "?")
 
@@ -202,9 +203,20 @@ class ProgressBar:
     def __exit__(self, *exc):
         self.progress.__exit__(*exc)
 
+    def restoring(self, step: int | None = None) -> None:
+        """A resume is restoring the job's checkpoint (of ``step``, once known); training continues
+        from there, and the next ``step()`` says so."""
+        self.restored = True
+        if step is None:
+            self.progress.update(self.task, status="restoring")
+        else:
+            self.progress.update(self.task, completed=step, status=f"restoring from step {step:,}")
+
     def step(self, done: int, loss: float | None) -> None:
         """Training has reached ``done`` steps with this loss."""
-        self.progress.update(self.task, completed=done, loss="-" if loss is None else f"{loss:.6g}")
+        fields = {"status": ""} if self.restored else {}  # the restoring note ends with it
+        self.restored = False
+        self.progress.update(self.task, completed=done, loss="-" if loss is None else f"{loss:.6g}", **fields)
 
     def state(self, status: str, total: int | None = None, done: int | None = None) -> None:
         """The job changed state (and may tell its total and progress with it)."""

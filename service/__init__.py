@@ -4,8 +4,8 @@
 
 - ``open_store``: the database opened (and migrated) with the jobs whose process died marked
   interrupted; ``create=False`` for readers, which must not leave an empty database behind.
-- ``run_job`` (``resume=True`` continues from the last checkpoint), ``cancel_job``, and
-  ``check_allowed``: what ``domain`` allows done to a job, or its refusal.
+- ``run_job`` (``resume=True`` continues from the last checkpoint, reporting ``Restoring`` first),
+  ``cancel_job``, and ``check_allowed``: what ``domain`` allows done to a job, or its refusal.
 - ``presets``, ``replay`` (graph and numerical check of a step), ``encode`` (strict JSON in, JSON /
   CSV / NDJSON out), ``domain`` (statuses and lifecycle rules): the modules themselves.
 - ``plan_spec``, ``job_view``, ``check_range``, ``graph_from_dict``, ``ServerSettings`` and the
@@ -30,6 +30,7 @@ _LAZY = {
     "presets": "service.jobs.presets",
     "replay": "service.jobs.replay",
     "run_job": "service.runtime.runner:run_job",
+    "Restoring": "service.runtime.runner:Restoring",
     "job_view": "service.domain:job_view",
     "format_loc": "service.jobs.spec:format_loc",
     "check_range": "service.store.read:check_range",
@@ -51,7 +52,7 @@ if TYPE_CHECKING:  # what the lazy names are, for readers and type checkers
     from service.jobs.data import DataError  # noqa: F401
     from service.jobs.replay import GraphError, VerifyError  # noqa: F401
     from service.jobs.spec import Plan, SpecError, format_loc  # noqa: F401
-    from service.runtime.runner import run_job  # noqa: F401
+    from service.runtime.runner import Restoring, run_job  # noqa: F401
     from service.store import Store
     from service.store.errors import JobStateError, StoreError  # noqa: F401
     from service.store.read import check_range  # noqa: F401

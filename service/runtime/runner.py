@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from service.config import settings
 from service.jobs.spec import SpecError, make_plan, parse_spec
@@ -17,13 +18,20 @@ from service.store.errors import JobStateError
 from service.store.owner import current_owner
 
 
+@dataclass
+class Restoring(Progress):
+    """A resume's first report: the job continues from ``steps_done`` (its last checkpoint, or 0)
+    once the history after it is removed; training has not continued yet."""
+
+
 def run_job(store, job_id: int, *, resume: bool = False, should_stop: Callable[[], bool] | None = None,
             progress: Callable[[Progress], None] | None = None, resolve_dataset=None) -> Outcome:
     """Run (or with ``resume=True`` continue) a stored job to its end and record its final state.
 
     The job goes running (owner "pid@host") -> succeeded | failed | cancelled | interrupted.
     ``should_stop()`` is polled every step (cancellation); ``progress(Progress)`` is called after
-    each flush and up to ten times a second; ``resolve_dataset(id) -> (x, y)`` serves uploaded
+    each flush and up to ten times a second, and first, on a resume, with ``Restoring`` as soon as
+    the step it continues from is known; ``resolve_dataset(id) -> (x, y)`` serves uploaded
     datasets. KeyboardInterrupt marks the job interrupted (resumable) and is re-raised.
     """
     job = store.get_job(job_id)
@@ -40,6 +48,9 @@ def run_job(store, job_id: int, *, resume: bool = False, should_stop: Callable[[
     start, checkpoint = 0, None
     if resume:
         checkpoint = store.last_checkpoint(job_id)
+        if progress is not None:  # removing the history after the checkpoint can take seconds
+            progress(Restoring(job_id, 0 if checkpoint is None else int(checkpoint.step), plan.total_steps,
+                               None))
         if checkpoint is not None:
             start = trainer.restore(checkpoint)
     store.truncate_history(job_id, start)  # what a killed run wrote after its last checkpoint

@@ -175,9 +175,10 @@ def test_sigterm_flushes_and_marks_the_job_interrupted(tmp_path, writer):
     try:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 130
-        assert "interrupted; continue it with `gradbook resume" in proc.stderr.read()
+        stderr = proc.stderr.read()
         [job] = store.list_jobs()
         assert job["status"] == "interrupted"  # by the process itself, no recovery needed
+        assert stderr.strip() == interrupted_message(job)
         assert [r["step"] for r in store.export_rows(job["id"])] == list(range(job["steps_done"]))
     finally:
         if proc.poll() is None:
@@ -190,3 +191,40 @@ def is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X")
     except OSError:
         return True
+
+
+def interrupted_message(job: dict) -> str:
+    job_id, step = job["id"], job["steps_done"]
+    return f"job {job_id} interrupted at step {step:,}; resume with gradbook resume {job_id}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_whole_group_during_a_resume_ends_it_with_one_message(tmp_path, sig):
+    """A terminal's Ctrl-C (SIGINT) or `kill -TERM -PGID` reaches the writer process too, here while it
+    is still starting: it must neither die of it nor say anything; the user reads one line."""
+    proc, store, env, _ = start_training(tmp_path, "in the loop", 300)
+    resumed = None
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+        [job] = store.list_jobs()
+        env = {**env, "GRADBOOK_WRITER_PROCESS_AFTER": "1e-9"}  # the writer process starts at once
+        resumed = subprocess.Popen(gradbook("resume", job["id"], "--quiet"), cwd=tmp_path, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)  # its own group, as a shell's job is
+        deadline = time.monotonic() + 300
+        while not children(resumed.pid):  # the writer process has started (and is importing)
+            assert resumed.poll() is None, f"gradbook resume ended early: {resumed.stderr.read()}"
+            assert time.monotonic() < deadline, "no writer process within 300 s"
+            time.sleep(0.005)
+        os.killpg(resumed.pid, sig)
+        assert resumed.wait(timeout=60) == 130
+        stderr = resumed.stderr.read()
+        [job] = store.list_jobs()
+        assert job["status"] == "interrupted"
+        assert stderr.strip() == interrupted_message(job), stderr
+    finally:
+        for p in (proc, resumed):
+            if p is not None and p.poll() is None:
+                p.kill()
+        store.close()
