@@ -138,3 +138,17 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def pixels_of(page, chart: str, rgb: tuple[int, int, int]) -> int:
+    """Pixels of about colour ``rgb`` on the canvas of chart ``chart`` (its data-chart name)."""
+    return page.evaluate("""([chart, rgb]) => {
+        const canvas = document.querySelector(`[data-chart="${chart}"] canvas`);
+        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        let n = 0;
+        for (let i = 0; i < data.length; i += 4) {
+            if (Math.abs(data[i] - rgb[0]) < 40 && Math.abs(data[i + 1] - rgb[1]) < 40
+                && Math.abs(data[i + 2] - rgb[2]) < 40 && data[i + 3] > 200) n += 1;
+        }
+        return n;
+    }""", [chart, list(rgb)])

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 
-from .conftest import running_server, screenshot
+from .conftest import pixels_of, running_server, screenshot
 
 # The lecture's forward pass and backward pass for the seed network (x = 1, y = 5, w1 = 2, b1 = 0,
 # w2 = 3, b2 = 1, ReLU, J = (a2 - y)^2 / 2): node -> (value, dJ/dnode), derived by hand.
@@ -24,16 +24,7 @@ LOSS_BLUE = (37, 99, 235)  # PALETTE[0] in js/charts.js: the loss line
 
 def blue_pixels(page, chart: str) -> int:
     """Pixels of the loss colour on a chart's canvas (a blank or axes-only canvas has none)."""
-    return page.evaluate("""([chart, rgb]) => {
-        const canvas = document.querySelector(`[data-chart="${chart}"] canvas`);
-        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-        let n = 0;
-        for (let i = 0; i < data.length; i += 4) {
-            if (Math.abs(data[i] - rgb[0]) < 40 && Math.abs(data[i + 1] - rgb[1]) < 40
-                && Math.abs(data[i + 2] - rgb[2]) < 40 && data[i + 3] > 200) n += 1;
-        }
-        return n;
-    }""", [chart, list(LOSS_BLUE)])
+    return pixels_of(page, chart, LOSS_BLUE)
 
 
 def seed_spec(api) -> dict:

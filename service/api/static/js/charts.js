@@ -102,7 +102,8 @@ export class Chart {
   }
 
   /**
-   * xs: step of each point; lines: [{label, color, values?, bands?: [{lo, hi, alpha}], width?}];
+   * xs: step of each point; lines: [{label, color, values?, bands?: [{lo, hi, alpha}], width?, dash?,
+   * spanGaps?}] (spanGaps: a series recorded at some steps only, drawn as one line through them);
    * picks: the recorded step a click on each point opens; xRange: [lo, hi] to pin the x axis.
    */
   setData(xs, lines, { picks = xs, xRange = null } = {}) {
@@ -134,15 +135,18 @@ export class Chart {
         bands.push({ series: [hi, hi + 1], fill: alpha(line.color, band.alpha ?? 0.18) });
       }
       if (line.values) {
+        const values = line.values.map((v) => drawable(v, log));
+        // dots while they are few enough to tell apart: a sparse series counts its own points
+        const shown = line.spanGaps ? values.filter((v) => v !== null).length : this.xs.length;
         series.push({ label: line.label, stroke: line.color, width: line.width ?? 2, dash: line.dash,
-          points: { show: this.xs.length < 60, size: 5, fill: line.color }, spanGaps: false });
-        data.push(line.values.map((v) => drawable(v, log)));
+          points: { show: shown < 60, size: 5, fill: line.color }, spanGaps: Boolean(line.spanGaps) });
+        data.push(values);
       }
     }
     this.empty.style.display = this.xs.length ? "none" : "";
     this.renderLegend();
 
-    const signature = JSON.stringify([series.map((x) => x.label + x.stroke), log, this.xs.length < 60]);
+    const signature = JSON.stringify([series.map((x) => [x.label, x.stroke, x.points?.show]), log]);
     if (this.plot && !force && signature === this.signature) {
       this.plot.setData(data);
       return;

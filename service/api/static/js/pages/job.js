@@ -1,5 +1,5 @@
-// One job: its loss, learning rate and gradient-norm curves, per-parameter gradient norms and the
-// gradient distribution over time. Every plot asks the API for at most one point per pixel of the
+// One job: its loss, learning rate and gradient-norm curves (validation loss and accuracy when the
+// job has them), per-parameter gradient norms and the gradient distribution over time. Every plot asks the API for at most one point per pixel of the
 // step range on show (zooming re-queries), so a 1,000,000-step job costs the same as a 100-step one.
 
 import { api, query } from "../api.js";
@@ -102,6 +102,7 @@ export class JobPage {
     this.header = h("section", { class: "card job-head" });
     this.rangeBar = h("section", { class: "card range-bar" });
     const grid = h("div", { class: "charts" });
+    this.grid = grid;
     this.root.append(h("nav", { class: "crumbs" }, h("a", { href: "#/" }, "Jobs"), " › ", `#${this.id}`),
       this.header, this.rangeBar, grid);
 
@@ -111,6 +112,8 @@ export class JobPage {
       onPick: (step) => { location.hash = `#/jobs/${this.id}/steps/${step}`; },
     };
     this.charts.loss = new Chart(grid, { ...nav, id: "loss", title: "Loss", logToggle: true, height: 300 });
+    this.nav = nav;
+    if (this.job.spec?.validation) this.accuracyChart();
     this.charts.gradNorm = new Chart(grid, { ...nav, id: "grad-norm", title: "Global gradient norm", logToggle: true });
     this.charts.lr = new Chart(grid, { ...nav, id: "lr", title: "Learning rate" });
     this.charts.params = new Chart(grid, { ...nav, id: "param-norms", title: "Gradient norm per parameter", logToggle: true });
@@ -126,6 +129,15 @@ export class JobPage {
     this.loadTransitions();
     this.renderHeader();
     this.renderRange();
+  }
+
+  /** The validation accuracy's own plot, beside the loss: made when the job has a validation set. */
+  accuracyChart() {
+    if (!this.charts.accuracy) {
+      this.charts.accuracy = new Chart(this.grid, { ...this.nav, id: "val-accuracy", title: "Validation accuracy" });
+      this.charts.loss.el.after(this.charts.accuracy.el);
+    }
+    return this.charts.accuracy;
   }
 
   renderPicker() {
@@ -273,13 +285,20 @@ export class JobPage {
 
   draw(points, byParam) {
     const xRange = this.range.start !== null && this.range.end !== null ? [this.range.start, this.range.end] : null;
-    const c = columns(points, ["loss", "val_loss", "lr", "grad_norm"]);
+    const c = columns(points, ["loss", "val_loss", "val_accuracy", "lr", "grad_norm"]);
     const opts = { picks: c.picks, xRange };
     const band = (col) => (c.bucketed ? [{ lo: col.lo, hi: col.hi }] : []);
 
+    // validation runs every K steps: its series are lines through the steps (or buckets) that have one
     const loss = [{ label: "loss", color: PALETTE[0], values: c.loss.mean, bands: band(c.loss) }];
-    if (c.val_loss.any) loss.push({ label: "validation loss", color: PALETTE[4], values: c.val_loss.mean, dash: [6, 4] });
+    if (c.val_loss.any) {
+      loss.push({ label: "validation loss", color: PALETTE[4], values: c.val_loss.mean, dash: [6, 4], spanGaps: true });
+    }
     this.charts.loss.setData(c.xs, loss, opts);
+    if (c.val_accuracy.any || this.charts.accuracy) {
+      this.accuracyChart().setData(c.xs, [{ label: "validation accuracy", color: PALETTE[4], values: c.val_accuracy.mean,
+        spanGaps: true }], opts);
+    }
     this.charts.gradNorm.setData(c.xs, [{ label: "‖∇J‖", color: PALETTE[3], values: c.grad_norm.mean, bands: band(c.grad_norm) }], opts);
     this.charts.lr.setData(c.xs, [{ label: "learning rate", color: PALETTE[2], values: c.lr.mean, bands: band(c.lr) }], opts);
 
