@@ -11,11 +11,8 @@ errors joined as ``loc: msg``); a server that cannot be reached is a RemoteError
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import signal
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -29,11 +26,11 @@ import typer
 import service
 from cli.options import UsageError
 from cli.render import ProgressBar, err, summary
+from cli.stopping import stop_at_step_boundary
 
 DEFAULT_TIMEOUT = 30.0
 STREAM_TIMEOUT = 60.0  # the server sends a keep-alive every 15 s on a quiet stream
 RETRIES = 3            # for connection failures of requests that are safe to repeat
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # stop `train` and `resume` here at a step boundary
 
 
 class RemoteError(UsageError):
@@ -326,7 +323,7 @@ class Local:
         job_id = job["id"]
         started = time.monotonic()
         try:
-            with _interrupt_at_step_boundary() as should_stop, \
+            with stop_at_step_boundary() as should_stop, \
                     ProgressBar(f"job {job_id} {job['name']}", job["total_steps"], not quiet) as bar:
                 if resume:
                     bar.restoring()
@@ -347,59 +344,6 @@ class Local:
         first = self.store.step(job_id, 0) if job["steps_done"] else None
         text = summary(job, seconds=seconds, first_loss=None if first is None else first["loss"])
         return service.job_view(job), text
-
-
-@contextlib.contextmanager
-def _interrupt_at_step_boundary():
-    """While training, SIGINT and SIGTERM stop the job at the next step boundary: the steps recorded
-    so far are flushed whole (never a step without its snapshot) and the job is marked interrupted.
-    Yields the ``should_stop`` the training loop polls each step; a second signal stops at once."""
-    requested = False
-
-    def handler(signum, frame):
-        nonlocal requested
-        if requested:
-            raise KeyboardInterrupt
-        requested = True
-
-    def should_stop() -> bool:
-        if requested:
-            raise KeyboardInterrupt
-        return False
-
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    except ValueError:  # not in the main thread: leave signals alone
-        yield None
-        return
-    try:
-        with _stop_signals_kept_from_children():
-            yield should_stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-@contextlib.contextmanager
-def _stop_signals_kept_from_children():
-    """The processes a job starts (its history's writer process) inherit the starting thread's
-    signal mask. A Ctrl-C or a process group's SIGTERM reaching one before it sets these signals
-    aside killed it mid-start, and its failure was printed. So this thread blocks them meanwhile, and
-    a thread that does not receives them for the process: Python runs the handler in this thread all
-    the same (a blocking call here is no longer cut short, which the first signal never needed)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    finished = threading.Event()
-    receiver = threading.Thread(target=finished.wait, name="stop-signal-receiver", daemon=True)
-    receiver.start()  # before blocking: a new thread starts with its creator's mask
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        finished.set()
-        receiver.join()
 
 
 class Remote:
