@@ -134,11 +134,18 @@ class ServerSettings(_FromEnvironment):
     recover_seconds: float = 1.0             # GRADBOOK_RECOVER_SECONDS: sweep for jobs whose process died
     cancel_wait_seconds: float = 1.5         # GRADBOOK_CANCEL_WAIT_SECONDS: cancel waits for the worker
     response_cache_bytes: int = 64 * 1024 * 1024  # GRADBOOK_RESPONSE_CACHE_BYTES: ready history answers
+    cors_origins: str | None = None          # GRADBOOK_CORS_ORIGINS: comma-separated page origins that may
+                                             # call the API from a browser (CORS, and writes); none: off
 
     def __post_init__(self):
         super().__post_init__()
         if self.api_token is not None and not self.api_token.strip():
             object.__setattr__(self, "api_token", None)  # an empty token means "no token"
+
+    @property
+    def trusted_origins(self) -> list[str]:
+        """The origins of GRADBOOK_CORS_ORIGINS, as listed."""
+        return [o.strip() for o in (self.cors_origins or "").split(",") if o.strip()]
 
     def with_(self, **changes) -> ServerSettings:
         return replace(self, **changes)

@@ -15,6 +15,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from service.api import errors
@@ -77,7 +78,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.response_cache = ResponseCache(settings.response_cache_bytes)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(SameOriginWrites)  # added last, so it runs first: a refused body is never read
+    # added after BodyLimit, so it runs before it: a refused body is never read
+    app.add_middleware(SameOriginWrites, trusted_origins=settings.trusted_origins)
+    if settings.trusted_origins:  # CORS only for origins the operator listed; off by default
+        app.add_middleware(CORSMiddleware, allow_origins=settings.trusted_origins, allow_methods=["*"],
+                           allow_headers=["*"])
     # One router per resource; the order is the order of the OpenAPI document.
     for module in (health, jobs, history, steps, export, events, datasets, catalog):
         app.include_router(module.router)

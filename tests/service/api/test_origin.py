@@ -157,3 +157,48 @@ def test_trusted_origins_pass_as_the_servers_own():
         assert client.post("/jobs", headers=headers).status_code == 204
     assert client.post("/jobs", headers={"Origin": "http://localhost:3001"}).status_code == 403
     assert client.post("/jobs", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+
+
+# --- origins the operator trusts (GRADBOOK_CORS_ORIGINS) ----------------------------------------------------
+
+TRUSTED = "http://localhost:5173"
+
+
+@pytest.fixture(scope="module")
+def cors_client(tmp_path_factory):
+    db = tmp_path_factory.mktemp("cors") / "gradbook.db"
+    settings = ServerSettings.from_env({"GRADBOOK_CORS_ORIGINS": f" {TRUSTED} , https://app.example"},
+                                       database_url=f"sqlite:///{db}", executor="thread", workers=1)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_cors_is_off_unless_origins_are_listed(client):
+    preflight = client.options("/jobs", headers={"Origin": TRUSTED, "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in preflight.headers
+    answer = client.get("/health", headers={"Origin": TRUSTED})
+    assert "access-control-allow-origin" not in answer.headers
+
+
+def test_a_listed_origin_gets_cors_and_may_write(cors_client):
+    store = cors_client.app.state.store
+    preflight = cors_client.options("/jobs", headers={
+        "Origin": TRUSTED, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == TRUSTED
+    created = cors_client.post("/jobs", content=json.dumps(seed()), headers={
+        "Origin": TRUSTED, "Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"})
+    assert created.status_code == 201, created.text
+    assert created.headers["access-control-allow-origin"] == TRUSTED
+    assert store.get_job(created.json()["id"]) is not None
+
+
+def test_an_origin_not_listed_is_still_refused_with_cors_on(cors_client):
+    store = cors_client.app.state.store
+    before = book(store)
+    refused = cors_client.post("/jobs", content=json.dumps(seed()), headers={
+        "Origin": EVIL, "Content-Type": "application/json"})
+    assert refused.status_code == 403
+    assert "access-control-allow-origin" not in refused.headers
+    assert book(store) == before
