@@ -20,11 +20,12 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import typer
 
 import service
-from cli.options import UsageError
+from cli.options import UsageError, read_file
 from cli.render import ProgressBar, err, summary
 from cli.stopping import stop_at_step_boundary
 
@@ -158,6 +159,17 @@ class Client:
         return self.request("POST", f"/jobs/{job_id}/steps/{step}/verify", params={"eps": eps},
                             retries=RETRIES)
 
+    def optimizers(self) -> dict:
+        return self.request("GET", "/optimizers", retries=RETRIES)
+
+    def datasets(self, limit: int = 100, offset: int = 0) -> dict:
+        return self.request("GET", "/datasets", params={"limit": limit, "offset": offset}, retries=RETRIES)
+
+    def upload_dataset(self, name: str, content: bytes, targets: int = 1) -> dict:
+        """POST /datasets: not repeated on a connection failure (it would store the file twice)."""
+        return self.request("POST", "/datasets", params={"name": name, "targets": targets}, data=content,
+                            headers={"Content-Type": "text/csv"})
+
     def export(self, job_id: int, fmt: str = "csv", start=None, end=None) -> Iterator[bytes]:
         """The export's bytes as they arrive."""
         params = {"format": fmt, "start": start, "end": end}
@@ -287,6 +299,12 @@ class Local:
     def verify(self, job_id: int, step: int, eps: float) -> dict:
         return service.replay.verify_step(self.store, job_id, step, eps=eps).to_dict()
 
+    def optimizers(self) -> dict:
+        return service.optimizer_catalog()  # the registry of this installation: no database needed
+
+    def datasets(self, limit: int, offset: int) -> list[dict]:
+        return self.store.list_datasets(limit=limit, offset=offset)
+
     def export(self, job_id: int, fmt: str, start, end) -> Iterator[bytes]:
         """The same bytes the server's export sends."""
         self._stored(job_id)
@@ -301,10 +319,15 @@ class Local:
         job = service.cancel_job(self.store, self._stored(job_id), reason="cancelled from the command line")
         return service.job_view(job)
 
+    def upload_dataset(self, name: str, content: bytes, targets: int) -> dict:
+        return service.upload_dataset(self.store, name, content, targets)
+
     def train(self, doc, source: str, quiet: bool) -> tuple[dict, str]:
         """Check and plan the spec (a bad one creates no job, nor a database), then run the job here."""
         try:
-            spec, plan = service.plan_spec(doc)
+            # an uploaded dataset is read from the database, which is opened only then
+            spec, plan = service.plan_spec(doc, resolve_dataset=lambda key: service.dataset_resolver(
+                self.store)(key))
         except service.SpecError as e:
             lines = "".join(f"\n  {service.format_loc(x['loc'])}: {x['msg']}" if x["loc"]
                             else f"\n  {x['msg']}" for x in e.errors)
@@ -334,7 +357,8 @@ class Local:
                     else:
                         bar.step(p.steps_done, p.loss)
 
-                service.run_job(self.store, job_id, resume=resume, should_stop=should_stop, progress=report)
+                service.run_job(self.store, job_id, resume=resume, should_stop=should_stop, progress=report,
+                                resolve_dataset=service.dataset_resolver(self.store))
         except KeyboardInterrupt:
             done = self._stored(job_id)["steps_done"]
             err.print(f"job {job_id} interrupted at step {done:,}; resume with gradbook resume {job_id}")
@@ -381,13 +405,34 @@ class Remote:
     def export(self, job_id: int, fmt: str, start, end) -> Iterator[bytes]:
         return self.client.export(job_id, fmt=fmt, start=start, end=end)
 
+    def optimizers(self) -> dict:
+        return self.client.optimizers()
+
+    def datasets(self, limit: int, offset: int) -> list[dict]:
+        return self.client.datasets(limit=limit, offset=offset)["datasets"]
+
     # -- changing
 
     def cancel(self, job_id: int) -> dict:
         return self.client.cancel(job_id)
 
+    def upload_dataset(self, name: str, content: bytes, targets: int) -> dict:
+        return self.client.upload_dataset(name, content, targets)
+
     def submit(self, doc) -> dict:
-        return self.client.submit(doc)
+        return self.client.submit(self._with_csv_uploaded(doc))
+
+    def _with_csv_uploaded(self, doc):
+        """A server cannot read a CSV path of this machine: a spec whose data is ``{"csv": PATH}``
+        is sent with the file uploaded and its data ``{"dataset_id": ID}``."""
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if not (isinstance(data, dict) and isinstance(data.get("csv"), str)):
+            return doc  # anything else is the server's to check
+        rest = {key: value for key, value in data.items() if key not in ("csv", "targets")}
+        path = Path(data["csv"])
+        dataset = self.upload_dataset(path.name, read_file(path, "data.csv"), data.get("targets", 1))
+        err.print(f"uploaded {path} as dataset {dataset['id']}")
+        return {**doc, "data": {"dataset_id": dataset["id"], **rest}}
 
     def train(self, doc, source: str, quiet: bool) -> tuple[dict, str]:
         """Submit the job and follow it to its end (the server checks the spec)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.commands import db, inspect, jobs, serve, train
+from cli.commands import catalog, db, inspect, jobs, serve, train
 from cli.options import Command, Group
 
 app = typer.Typer(cls=Group, no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
@@ -18,8 +18,9 @@ app = typer.Typer(cls=Group, no_args_is_help=True, add_completion=False, pretty_
 
 for command in (train.train, train.resume, jobs.presets, jobs.jobs, jobs.show, inspect.history,
                 inspect.gradients, inspect.graph, inspect.verify, serve.serve, train.submit, jobs.cancel,
-                inspect.export):
+                inspect.export, catalog.optimizers):
     app.command(cls=Command)(command)
+app.add_typer(catalog.datasets, name="datasets")
 app.add_typer(db.app, name="db")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -100,3 +101,11 @@ def preset_spec(name: str) -> dict:
         return service.presets.get(name)
     except KeyError as e:
         raise UsageError(e.args[0]) from None
+
+
+def read_file(path: Path, what: str) -> bytes:
+    """A file's bytes; one that cannot be read is a usage error naming ``what`` it was for."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"{what}: cannot read {str(path)!r}: {e.strerror or e}") from None

@@ -119,6 +119,60 @@ def show_jobs(rows: list[dict], as_json: bool) -> None:
     typer.echo(to_table(table, first=("id",)) if table else "no jobs")
 
 
+def show_datasets(rows: list[dict], as_json: bool) -> None:
+    """Uploaded datasets as `gradbook datasets` prints them: a table, or the JSON list."""
+    if as_json:
+        print_json(rows)
+        return
+    table = [{"id": r["id"], "name": r["name"], "rows": r["meta"].get("rows"),
+              "features": r["meta"].get("features"), "targets": r["meta"].get("targets"),
+              "created": (r["created_at"] or "")[:19]} for r in rows]
+    typer.echo(to_table(table, first=("id",)) if table else "no datasets")
+
+
+def show_dataset(dataset: dict, as_json: bool) -> None:
+    """A dataset just uploaded: a line saying how a spec names it, or the JSON document."""
+    if as_json:
+        print_json(dataset)
+        return
+    meta = dataset["meta"]
+    typer.echo(f"dataset {dataset['id']} ({dataset['name']}): {meta['rows']:,} rows, {meta['features']} "
+               f"feature(s), {meta['targets']} target(s); a spec uses it as "
+               f'"data": {{"dataset_id": {dataset["id"]}}}')
+
+
+def show_catalog(catalog: dict, as_json: bool) -> None:
+    """The optimizers and schedules (GET /optimizers' document): each optimizer's hyperparameters,
+    the options every optimizer takes, and each schedule's parameters, with defaults and ranges."""
+    if as_json:
+        print_json(catalog)
+        return
+    lines: list[str] = []
+    options: dict[str, dict] = {}
+    for opt in catalog["optimizers"]:
+        lines += [f"{opt['name']}: {opt['summary']}", *settings_table(opt["hyperparameters"]), ""]
+        options.update((o["name"], o) for o in opt.get("options", ()) if o["name"] not in options)
+    if options:
+        lines += ["every optimizer also takes:", *settings_table(list(options.values())), ""]
+    lines.append('schedules ("schedule": {"name": NAME, ...}):')
+    for schedule in catalog["schedules"]:
+        lines += [f"  {schedule['name']}: {schedule['summary']}",
+                  *("  " + line for line in settings_table(schedule["params"]))]
+    typer.echo("\n".join(lines))
+
+
+def settings_table(settings: list[dict]) -> list[str]:
+    """Hyperparameters as aligned lines: name, default (as a spec writes it, or "required"), what
+    values are allowed, and what it does."""
+    rows = [(s["name"], "required" if s.get("required") else json.dumps(s.get("default")),
+             s.get("allowed", ""), s.get("doc", "")) for s in settings]
+    if not rows:
+        return ["  (no parameters)"]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
+            for row in rows]
+
+
 def show_job(view: dict, as_json: bool) -> None:
     """A job as `gradbook show` prints it: one field a line, or the JSON document."""
     if as_json:

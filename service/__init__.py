@@ -8,6 +8,7 @@
   ``cancel_job``, and ``check_allowed``: what ``domain`` allows done to a job, or its refusal.
 - ``presets``, ``replay`` (graph and numerical check of a step), ``encode`` (strict JSON in, JSON /
   CSV / NDJSON out), ``domain`` (statuses and lifecycle rules): the modules themselves.
+- ``optimizer_catalog`` (what GET /optimizers answers), ``upload_dataset`` (as POST /datasets).
 - ``plan_spec``, ``job_view``, ``check_range``, ``graph_from_dict``, ``ServerSettings`` and the
   errors a front end turns into messages.
 
@@ -30,6 +31,7 @@ _LAZY = {
     "presets": "service.jobs.presets",
     "replay": "service.jobs.replay",
     "run_job": "service.runtime.runner:run_job",
+    "dataset_resolver": "service.runtime.datasets:dataset_resolver",
     "Restoring": "service.runtime.runner:Restoring",
     "job_view": "service.domain:job_view",
     "format_loc": "service.jobs.spec:format_loc",
@@ -52,6 +54,7 @@ if TYPE_CHECKING:  # what the lazy names are, for readers and type checkers
     from service.jobs.data import DataError  # noqa: F401
     from service.jobs.replay import GraphError, VerifyError  # noqa: F401
     from service.jobs.spec import Plan, SpecError, format_loc  # noqa: F401
+    from service.runtime.datasets import dataset_resolver  # noqa: F401
     from service.runtime.runner import Restoring, run_job  # noqa: F401
     from service.store import Store
     from service.store.errors import JobStateError, StoreError  # noqa: F401
@@ -143,16 +146,17 @@ def upgrade_database(database_url: str | None = None) -> str:
 # --- jobs -----------------------------------------------------------------------------------------------
 
 
-def plan_spec(doc, base: Path | None = None) -> tuple[dict, Plan]:
+def plan_spec(doc, base: Path | None = None, resolve_dataset=None) -> tuple[dict, Plan]:
     """A job spec document checked and planned (its data loaded: a bad file fails here, not in the
     job): the spec to store and its plan. A CSV path is made absolute against ``base`` (default: the
-    working directory), so the job finds its file from any directory. SpecError or DataError."""
+    working directory), so the job finds its file from any directory; ``resolve_dataset(id) -> (x,
+    y)`` serves ``{"dataset_id": ID}`` (see ``dataset_resolver``). SpecError or DataError."""
     from service.jobs.spec import CsvData, make_plan, parse_spec
 
     spec = parse_spec(doc)
     if isinstance(spec.data, CsvData):
         spec.data.csv = str(((base or Path.cwd()) / spec.data.csv).resolve())
-    return spec.model_dump(mode="json"), make_plan(spec)
+    return spec.model_dump(mode="json"), make_plan(spec, resolve_dataset)
 
 
 def check_allowed(action: str, job: dict) -> None:
@@ -191,3 +195,31 @@ def graph_from_dict(doc: dict):
         tensor.grad = array(n.get("grad"))
         graph.nodes.append(Node(n["index"], n["name"], n["op"], list(n["inputs"]), tensor=tensor))
     return graph
+
+
+# --- what a spec can name ------------------------------------------------------------------------------
+
+
+def optimizer_catalog() -> dict:
+    """The optimizers (built-ins and plug-ins: hyperparameters with types, defaults and ranges) and
+    the learning-rate schedules, as the REST API's GET /optimizers answers them."""
+    import optim
+    from service.api.encode import finite
+
+    return finite({"optimizers": optim.available(), "schedules": optim.available_schedules()})
+
+
+def upload_dataset(store: Store, name: str, content: bytes, targets: int = 1) -> dict:
+    """Store a CSV of training data after the checks the server's POST /datasets makes (finite
+    numbers, the size limit); the dataset without its content. DataError, located at ``name``."""
+    from service.api.errors import ApiError
+    from service.api.routes.datasets import check_csv
+    from service.jobs.data import DataError
+
+    try:
+        meta = check_csv(content, targets)
+    except ApiError as e:  # the server's 422, one field error: the message names the row and column
+        detail = e.detail[0]["msg"] if isinstance(e.detail, list) else e.detail
+        raise DataError((name,), detail) from None
+    row = store.get_dataset(store.create_dataset(name, content, meta))
+    return {key: value for key, value in row.items() if key != "content"}

@@ -170,3 +170,48 @@ def test_submit_and_follow(server, tmp_path):
     missing = tmp_path / "none.csv"
     result = run("export", 999999, "-o", missing, "--url", server)
     assert result.exit_code == 2 and "404" in result.stderr and not missing.exists()
+
+
+def test_optimizers_and_datasets_from_the_server(server, empty, tmp_path):
+    result = run("optimizers", "--json", "--url", server)
+    assert result.exit_code == 0, result.output
+    with urllib.request.urlopen(server + "/optimizers", timeout=30) as answer:
+        assert json.loads(result.stdout) == json.load(answer)  # what REST answers, as it answers it
+    assert run("optimizers", "--url", server).stdout == run("optimizers").stdout
+
+    (tmp_path / "pairs.csv").write_text("x,y\n1,2\n2,4\n3,6\n")
+    result = run("datasets", "upload", tmp_path / "pairs.csv", "--name", "pairs", "--json", "--url", server)
+    assert result.exit_code == 0, result.output
+    uploaded = json.loads(result.stdout)
+    assert uploaded["name"] == "pairs" and uploaded["meta"]["rows"] == 3
+    listed = json.loads(run("datasets", "--json", env={"GRADBOOK_URL": server}).stdout)
+    assert uploaded["id"] in [d["id"] for d in listed]
+    assert "pairs" in run("datasets", "--url", server).stdout
+
+    (tmp_path / "bad.csv").write_text("x,y\n1,inf\n")
+    result = run("datasets", "upload", tmp_path / "bad.csv", "--url", server)
+    assert result.exit_code == 2 and "server answered 422: row 1 column 2: inf is not a finite number" \
+        in result.stderr, result.output
+    assert list(empty.iterdir()) == []
+
+
+def test_submit_uploads_a_csv_spec_and_points_it_at_the_dataset(server, empty, tmp_path):
+    (empty / "line.csv").write_text("x,y\n1,3\n2,5\n3,7\n")
+    spec = {"name": "csv-job", "model": {"layers": [{"units": 1, "activation": "linear"}]},
+            "data": {"csv": "line.csv"}, "optimizer": {"name": "sgd", "lr": 0.01}, "steps": 20}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    result = run("submit", tmp_path / "spec.json", "--wait", "--json", "-q", "--url", server)
+    assert result.exit_code == 0, result.output
+    job = json.loads(result.stdout)
+    assert job["status"] == "succeeded" and job["steps_done"] == 20
+    dataset_id = job["spec"]["data"]["dataset_id"]
+    assert f"uploaded line.csv as dataset {dataset_id}" in result.stderr
+    listed = json.loads(run("datasets", "--json", "--url", server).stdout)
+    [dataset] = [d for d in listed if d["id"] == dataset_id]
+    assert dataset["name"] == "line.csv" and dataset["meta"]["rows"] == 3
+
+    spec["data"] = {"csv": "missing.csv"}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    result = run("train", tmp_path / "spec.json", "--url", server)
+    assert result.exit_code == 2 and "data.csv: cannot read 'missing.csv'" in result.stderr
+    assert sorted(p.name for p in empty.iterdir()) == ["line.csv"]  # no database made here
