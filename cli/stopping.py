@@ -1,12 +1,11 @@
 """Stopping `gradbook train` and `gradbook resume` with SIGINT (Ctrl-C) or SIGTERM: at a step
-boundary, with the steps recorded so far written whole, and without the processes the job started
-hearing of it."""
+boundary, with the steps recorded so far written whole. (The job's writer process runs in a session
+of its own, so a terminal's Ctrl-C or a process group's SIGTERM does not reach it.)"""
 
 from __future__ import annotations
 
 import contextlib
 import signal
-import threading
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -35,30 +34,7 @@ def stop_at_step_boundary():
         yield None
         return
     try:
-        with stop_signals_kept_from_children():
-            yield should_stop
+        yield should_stop
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-@contextlib.contextmanager
-def stop_signals_kept_from_children():
-    """The processes a job starts (its history's writer process) inherit the starting thread's
-    signal mask. A Ctrl-C or a process group's SIGTERM reaching one before it sets these signals
-    aside killed it mid-start, and its failure was printed. So this thread blocks them meanwhile, and
-    a thread that does not receives them for the process: Python runs the handler in this thread all
-    the same (a blocking call here is no longer cut short, which the first signal never needed)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    finished = threading.Event()
-    receiver = threading.Thread(target=finished.wait, name="stop-signal-receiver", daemon=True)
-    receiver.start()  # before blocking: a new thread starts with its creator's mask
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        finished.set()
-        receiver.join()

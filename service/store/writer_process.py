@@ -62,6 +62,10 @@ class WriterProcess:
             self._child = subprocess.Popen(
                 [sys.executable, "-m", "service.store.writer_child", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path},
+                # A session of its own: a Ctrl-C or a process group's SIGTERM is the parent's to handle,
+                # and reaching the child mid-start (before it sets them aside) would kill it. It still
+                # ends with its parent, at the end of file of its socket.
+                start_new_session=True,
             )
         finally:
             theirs.close()
