@@ -105,4 +105,7 @@ def run_job(store, job_id: int, *, resume: bool = False, should_stop: Callable[[
     with contextlib.suppress(JobStateError):
         store.transition(job_id, outcome.status, reason=outcome.reason or outcome.error or outcome.status,
                          error=outcome.error, from_status="running")
+    if outcome.status == "cancelled":  # the steps a cancel leaves are those stored when it took effect
+        done = store.get_job(job_id)["steps_done"]
+        outcome = Outcome("cancelled", done, reason=f"cancelled at step {done}")
     return outcome

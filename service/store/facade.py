@@ -157,15 +157,19 @@ class Store:
 
         ``background_after`` (seconds): from then on a writer process writes the batches (see
         service.store.writer_process), on a database another process can open; call the writer's close()
-        at the end. It writes only while the job runs under the owner it has now."""
+        at the end. It writes only while the job runs under the owner it has now: once it is cancelled,
+        nothing more is written, so its history ends at the step its cancellation names."""
         names = jobs.check_names(param_names)
         with self.engine.begin() as conn:
             job = jobs.job_row(conn, job_id, for_update=True)
             jobs.set_param_names(conn, job, names)
             last = jobs.max_step(conn, job_id)
-        if background_after is None or not self.shareable:
-            return HistoryWriter(self.engine, self.url, job_id, names, last)
-        return HistoryWriter(self.engine, self.url, job_id, names, last, owner=job.owner,
+        # A running job's writer writes under its owner: a write after the job stopped running
+        # (cancelled, taken over) is rolled back, from this process or from its writer process.
+        owner = job.owner if job.status == "running" else None
+        if not self.shareable:
+            background_after = None  # a database only this process can open
+        return HistoryWriter(self.engine, self.url, job_id, names, last, owner=owner,
                              background_after=background_after)
 
     def last_checkpoint(self, job_id: int) -> Checkpoint | None:

@@ -34,9 +34,10 @@ log = logging.getLogger("gradbook.store")
 
 # Beyond this many buffered steps the writer flushes by itself, to bound memory.
 AUTOFLUSH_STEPS = 50_000
-# Where a writer with an owner still writes (see HistoryWriter): running, or cancelled while its
-# last batch was on the way.
-WRITABLE_STATUSES = ("running", "cancelled")
+# Where a writer with an owner still writes (see HistoryWriter): only a running job. A cancel takes
+# effect at the last step committed before it, so its transition, the job's steps_done and the
+# stored history name the same step; batches computed after it are rolled back.
+WRITABLE_STATUSES = ("running",)
 
 
 def _step_number(step, what: str = "step") -> int:
@@ -127,9 +128,10 @@ class HistoryWriter:
     """Buffers steps of one job and writes them in batches through ``engine`` (the database at
     ``url``, which a writer process opens too). Not thread-safe; one per running job.
 
-    ``owner`` ("pid@host"): write only while the job is running (or just cancelled) under that
-    owner; otherwise a flush writes nothing and returns the job's status. A writer process needs
-    this: it may outlive the process that feeds it by one write, after a newer run took the job over.
+    ``owner`` ("pid@host"): write only while the job is running under that owner; otherwise a flush
+    writes nothing and returns the job's status. So a cancelled job's history ends at the step its
+    cancel names, and a writer process, which may outlive the process that feeds it by one write,
+    never writes after a newer run took the job over.
     ``background_after`` (seconds, None: never): from then on, batches go to a writer process; call
     :meth:`close` at the end to wait for its last write.
     """

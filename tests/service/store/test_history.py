@@ -147,7 +147,9 @@ def test_flush_reports_a_cancellation(store):
     store.transition(job_id, "cancelled", reason="user")
     w.add_step(1, 1.0, 0.1, 1.0, _stats(1))
     assert w.flush() == "cancelled"
-    assert [p["step"] for p in store.history(job_id)] == [0, 1]  # history up to the stop is kept
+    # the history ends where the cancel took effect: the step it names, the job's steps_done
+    assert [p["step"] for p in store.history(job_id)] == [0]
+    assert store.get_job(job_id)["steps_done"] == 1 == store.job_events(job_id)[-1]["steps_done"]
 
 
 def test_a_failed_flush_keeps_its_rows_for_the_next_one(store):
