@@ -20,11 +20,12 @@ def dataset_resolver(store):
             raise DataError(loc, f"expected the integer id of an uploaded dataset, got {dataset_id!r}") \
                 from None
         if not 1 <= key <= MAX_ID:
-            raise DataError(loc, f"no dataset {key}; upload one with POST /datasets")
+            raise DataError(loc, f"no dataset {key}; upload one with `gradbook datasets upload` "
+                                 "or POST /datasets")
         if key not in cache:
             row = store.get_dataset(key)
             if row is None:
-                raise DataError(loc, f"no dataset {key}; upload one with POST /datasets "
+                raise DataError(loc, f"no dataset {key}; upload one with `gradbook datasets upload` or POST /datasets "
                                      "(GET /datasets lists them)")
             x, y, _ = parse_csv(row["content"].decode("utf-8"), int(row["meta"].get("targets", 1)), loc)
             cache[key] = (x, y)
