@@ -25,8 +25,8 @@ def dataset_resolver(store):
         if key not in cache:
             row = store.get_dataset(key)
             if row is None:
-                raise DataError(loc, f"no dataset {key}; upload one with `gradbook datasets upload` or POST /datasets "
-                                     "(GET /datasets lists them)")
+                raise DataError(loc, f"no dataset {key}; upload one with `gradbook datasets upload` or "
+                                     "POST /datasets (`gradbook datasets` and GET /datasets list them)")
             x, y, _ = parse_csv(row["content"].decode("utf-8"), int(row["meta"].get("targets", 1)), loc)
             cache[key] = (x, y)
         return cache[key]
