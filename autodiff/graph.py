@@ -113,6 +113,20 @@ class Graph:
             ],
         }
 
+    @classmethod
+    def from_dict(cls, doc: dict) -> Graph:
+        """The graph back from its ``to_dict()`` form (as sent over JSON), so that it renders exactly
+        as the original did. Non-finite entries sent as null come back as NaN."""
+        def arr(value):  # NumPy reads None as NaN for a float array
+            return None if value is None else np.asarray(value, dtype=float)
+
+        graph = cls()
+        for n in doc["nodes"]:
+            tensor = Tensor(arr(n["value"]), name=n["name"])
+            tensor.grad = arr(n.get("grad"))
+            graph.nodes.append(Node(n["index"], n["name"], n["op"], list(n["inputs"]), tensor=tensor))
+        return graph
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 

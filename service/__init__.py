@@ -180,21 +180,10 @@ def cancel_job(store: Store, job: dict, reason: str) -> dict:
 
 def graph_from_dict(doc: dict):
     """An ``autodiff.Graph`` back from its ``to_dict()`` form (as the REST API sends it), so a graph
-    read from a server prints exactly as one computed here. Non-finite entries sent as null are NaN."""
-    import numpy as np
+    read from a server prints exactly as one computed here."""
+    from autodiff import Graph
 
-    from autodiff import Graph, Tensor
-    from autodiff.graph import Node
-
-    def array(value):
-        return None if value is None else np.asarray(value, dtype=float)
-
-    graph = Graph()
-    for n in doc["nodes"]:
-        tensor = Tensor(array(n["value"]), name=n["name"])
-        tensor.grad = array(n.get("grad"))
-        graph.nodes.append(Node(n["index"], n["name"], n["op"], list(n["inputs"]), tensor=tensor))
-    return graph
+    return Graph.from_dict(doc)
 
 
 # --- what a spec can name ------------------------------------------------------------------------------

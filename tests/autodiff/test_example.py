@@ -92,3 +92,25 @@ def test_trace_of_an_output_and_of_a_function():
     model = nn.MLP([1, 1, 1], ["relu", "relu"], values=SEED_VALUES)
     graph = ad.trace(lambda inp: nn.half_squared_error(model(inp), y), x)
     assert [graph.node(n).grad.item() for n in ("t1", "a1", "t2", "a2", "J")] == [6, 6, 2, 2, 1]
+
+
+def test_a_graph_comes_back_from_its_dict_and_renders_the_same():
+    """What the REST API sends (to_dict, JSON, non-finite as null) is enough to print the graph."""
+    import json
+
+    import numpy as np
+
+    import autodiff as ad
+    from autodiff import nn
+
+    model = nn.MLP([1, 1, 1], ["relu", "relu"],
+                   values={"w1": [[2.0]], "b1": [0.0], "w2": [[3.0]], "b2": [1.0]})
+    with ad.trace() as tr:
+        J = nn.half_squared_error(model(ad.Tensor([[1.0]], name="x")), ad.Tensor([[5.0]], name="y"))
+    J.backward()
+    doc = json.loads(json.dumps(tr.graph.to_dict()))
+    back = ad.Graph.from_dict(doc)
+    assert back.table() == tr.graph.table() and back.dot() == tr.graph.dot()
+    assert back.to_dict() == tr.graph.to_dict()
+    doc["nodes"][0]["value"] = [[None]]  # a non-finite entry, as JSON carries it
+    assert np.isnan(ad.Graph.from_dict(doc).nodes[0].value).all()
