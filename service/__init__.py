@@ -201,14 +201,8 @@ def optimizer_catalog() -> dict:
 def upload_dataset(store: Store, name: str, content: bytes, targets: int = 1) -> dict:
     """Store a CSV of training data after the checks the server's POST /datasets makes (finite
     numbers, the size limit); the dataset without its content. DataError, located at ``name``."""
-    from service.api.errors import ApiError
-    from service.api.routes.datasets import check_csv
-    from service.jobs.data import DataError
+    from service.jobs.data import check_upload
 
-    try:
-        meta = check_csv(content, targets)
-    except ApiError as e:  # the server's 422, one field error: the message names the row and column
-        detail = e.detail[0]["msg"] if isinstance(e.detail, list) else e.detail
-        raise DataError((name,), detail) from None
+    meta = check_upload(content, targets, (name,))
     row = store.get_dataset(store.create_dataset(name, content, meta))
     return {key: value for key, value in row.items() if key != "content"}

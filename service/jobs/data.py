@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.config import settings
 from service.jobs.errors import DataError
 
 
@@ -137,6 +138,33 @@ def parse_csv(text: str, targets: int = 1, loc: tuple = ("data", "csv")):
                 raise DataError(loc, f"row {i + first} column {j + 1}: {cell!r} is not a number") from None
     columns = header or [f"x{j + 1}" for j in range(width - targets)] + [f"y{j + 1}" for j in range(targets)]
     return values[:, : width - targets], values[:, width - targets:], columns
+
+
+def check_upload(raw: bytes, targets: int, loc: tuple = ("body",)) -> dict:
+    """Parse and check an uploaded CSV of training data (what POST /datasets and `gradbook datasets
+    upload` store): its meta (rows, features, targets, columns), or a DataError at ``loc`` naming the
+    offending row and column."""
+    if not raw.strip():
+        raise DataError(loc, "the CSV is empty")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(loc, f"not UTF-8 text (byte {e.start})") from None
+    try:
+        x, y, columns = parse_csv(text, targets, loc)
+    except csv.Error as e:  # e.g. a lone carriage return inside a field
+        raise DataError(loc, f"not readable as CSV: {e}") from None
+    for a, offset in ((x, 0), (y, x.shape[1])):
+        bad = np.argwhere(~np.isfinite(a))
+        if bad.size:
+            i, j = (int(v) for v in bad[0])
+            raise DataError(loc, f"row {i + 1} column {j + 1 + offset}: {a[i, j]} is not a finite number")
+    limit = settings().max_data_values
+    if x.size + y.size > limit:
+        raise DataError(loc, f"{x.size + y.size:,} values exceed the limit of {limit:,} "
+                             "(GRADBOOK_MAX_DATA_VALUES)")
+    return {"rows": int(x.shape[0]), "features": int(x.shape[1]), "targets": int(y.shape[1]),
+            "columns": columns}
 
 
 def read_csv(path: str, targets: int = 1) -> tuple[np.ndarray, np.ndarray]:

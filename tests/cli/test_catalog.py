@@ -67,7 +67,7 @@ def test_datasets_upload_list_and_train_on_one(db, tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("a,y\n1,nan\n", "bad.csv: row 1 column 2: nan is not a finite number"),
     ("a,y\n", "bad.csv: the file has a header but no data rows"),
-    ("", "bad.csv: the CSV body is empty"),
+    ("", "bad.csv: the CSV is empty"),
 ])
 def test_a_bad_csv_is_a_usage_error_and_stores_nothing(db, tmp_path, content, message):
     (tmp_path / "bad.csv").write_text(content)

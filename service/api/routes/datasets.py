@@ -6,10 +6,8 @@ for the API (checking a spec at submission) and for the workers (training).
 
 from __future__ import annotations
 
-import csv
 from typing import Annotated
 
-import numpy as np
 from fastapi import Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
@@ -17,9 +15,8 @@ from service.api.body import require_media_type
 from service.api.deps import StoreDep, guarded_router
 from service.api.errors import field_error, not_found
 from service.api.schemas import TOO_LARGE, WRONG_TYPE, DatasetList, DatasetOut, ErrorOut
-from service.config import settings
 from service.domain import MAX_ID
-from service.jobs.data import DataError, parse_csv
+from service.jobs.data import DataError, check_upload
 
 router = guarded_router(prefix="/datasets", tags=["datasets"])
 
@@ -27,32 +24,13 @@ CSV_TYPES = ("text/csv", "text/plain", "application/octet-stream")
 
 
 def check_csv(raw: bytes, targets: int) -> dict:
-    """Parse and check an uploaded CSV; its meta (rows, features, targets, columns) or a 422 naming
-    the body and the offending row and column."""
+    """An uploaded CSV's meta, or a 422 naming the body and the offending row and column."""
     if not raw.strip():
         raise field_error(422, ["body"], "the CSV body is empty", "missing")
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise field_error(422, ["body"], f"not UTF-8 text (byte {e.start})") from None
-    try:
-        x, y, columns = parse_csv(text, targets, ("body",))
+        return check_upload(raw, targets, ("body",))
     except DataError as e:
         raise field_error(422, list(e.loc), e.msg) from None
-    except csv.Error as e:  # e.g. a lone carriage return inside a field
-        raise field_error(422, ["body"], f"not readable as CSV: {e}") from None
-    for a, offset in ((x, 0), (y, x.shape[1])):
-        bad = np.argwhere(~np.isfinite(a))
-        if bad.size:
-            i, j = (int(v) for v in bad[0])
-            raise field_error(422, ["body"], f"row {i + 1} column {j + 1 + offset}: {a[i, j]} is not a "
-                                             "finite number")
-    limit = settings().max_data_values
-    if x.size + y.size > limit:
-        raise field_error(422, ["body"], f"{x.size + y.size:,} values exceed the limit of {limit:,} "
-                                         "(GRADBOOK_MAX_DATA_VALUES)")
-    return {"rows": int(x.shape[0]), "features": int(x.shape[1]), "targets": int(y.shape[1]),
-            "columns": columns}
 
 
 @router.post(
