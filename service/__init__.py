@@ -34,11 +34,11 @@ _LAZY = {
     "dataset_resolver": "service.runtime.datasets:dataset_resolver",
     "Restoring": "service.runtime.runner:Restoring",
     "job_view": "service.domain:job_view",
-    "format_loc": "service.jobs.spec:format_loc",
+    "format_loc": "service.jobs.errors:format_loc",
     "check_range": "service.store.read:check_range",
     "ServerSettings": "service.config:ServerSettings",
-    "SpecError": "service.jobs.spec:SpecError",
-    "DataError": "service.jobs.data:DataError",
+    "SpecError": "service.jobs.errors:SpecError",
+    "DataError": "service.jobs.errors:DataError",
     "GraphError": "service.jobs.replay:GraphError",
     "VerifyError": "service.jobs.replay:VerifyError",
     "StoreError": "service.store.errors:StoreError",
@@ -51,9 +51,13 @@ if TYPE_CHECKING:  # what the lazy names are, for readers and type checkers
     from service.config import ServerSettings  # noqa: F401
     from service.domain import job_view  # noqa: F401
     from service.jobs import presets, replay  # noqa: F401
-    from service.jobs.data import DataError  # noqa: F401
+    from service.jobs.errors import (  # noqa: F401
+        DataError,  # noqa: F401
+        SpecError,
+        format_loc,
+    )
+    from service.jobs.plan import Plan  # noqa: F401
     from service.jobs.replay import GraphError, VerifyError  # noqa: F401
-    from service.jobs.spec import Plan, SpecError, format_loc  # noqa: F401
     from service.runtime.datasets import dataset_resolver  # noqa: F401
     from service.runtime.runner import Restoring, run_job  # noqa: F401
     from service.store import Store
@@ -151,7 +155,8 @@ def plan_spec(doc, base: Path | None = None, resolve_dataset=None) -> tuple[dict
     job): the spec to store and its plan. A CSV path is made absolute against ``base`` (default: the
     working directory), so the job finds its file from any directory; ``resolve_dataset(id) -> (x,
     y)`` serves ``{"dataset_id": ID}`` (see ``dataset_resolver``). SpecError or DataError."""
-    from service.jobs.spec import CsvData, make_plan, parse_spec
+    from service.jobs.plan import make_plan
+    from service.jobs.spec import CsvData, parse_spec
 
     spec = parse_spec(doc)
     if isinstance(spec.data, CsvData):

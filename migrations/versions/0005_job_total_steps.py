@@ -23,7 +23,8 @@ depends_on = None
 
 
 def _total_steps(doc: str, resolve) -> int | None:
-    from service.jobs.spec import make_plan, parse_spec
+    from service.jobs.plan import make_plan
+    from service.jobs.spec import parse_spec
 
     try:
         return make_plan(parse_spec(json.loads(doc)), resolve).total_steps

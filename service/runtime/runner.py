@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from service.config import settings
-from service.jobs.spec import SpecError, make_plan, parse_spec
+from service.jobs.errors import SpecError
+from service.jobs.plan import make_plan
+from service.jobs.spec import parse_spec
 from service.jobs.trainer import Outcome, Progress, Trainer
 from service.store.errors import JobStateError
 from service.store.owner import current_owner

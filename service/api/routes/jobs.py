@@ -37,7 +37,8 @@ from service.api.schemas import (
     Status,
     TransitionList,
 )
-from service.jobs.spec import CsvData, JobSpec, make_plan, parse_spec
+from service.jobs.plan import make_plan
+from service.jobs.spec import CsvData, JobSpec, parse_spec
 from service.runtime.datasets import dataset_resolver
 
 router = guarded_router(prefix="/jobs", tags=["jobs"])

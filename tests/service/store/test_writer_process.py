@@ -14,7 +14,8 @@ import pytest
 import service.store.writer_process as writer_process
 from service.domain import Checkpoint
 from service.jobs import presets
-from service.jobs.spec import make_plan, parse_spec
+from service.jobs.plan import make_plan
+from service.jobs.spec import parse_spec
 from service.jobs.trainer import Trainer
 from service.runtime.runner import run_job
 from service.store import Store, write
