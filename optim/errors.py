@@ -11,7 +11,8 @@ class HyperparameterError(OptimError):
     """A hyperparameter, option or schedule parameter is unknown, of the wrong type or out of range.
 
     ``name`` is the offending field, ``allowed`` a description of what it accepts (for example
-    ``"a number in [0, inf)"``), ``value`` what was given.
+    ``"a number in [0, inf)"``), ``value`` what was given. ``errors`` lists every error found in
+    the same call (this one first), so that a caller can report all bad fields at once.
     """
 
     def __init__(self, message: str, name: str | None = None, allowed: str | None = None, value=None):
@@ -19,6 +20,24 @@ class HyperparameterError(OptimError):
         self.name = name
         self.allowed = allowed
         self.value = value
+        self.errors = [self]
+
+
+def attempt(errors: list, check, *args):
+    """``check(*args)``, or None after appending its HyperparameterErrors to ``errors``."""
+    try:
+        return check(*args)
+    except HyperparameterError as e:
+        errors.extend(e.errors)
+        return None
+
+
+def raise_all(errors: list) -> None:
+    """Raise the first of ``errors`` carrying all of them; nothing when there are none."""
+    if errors:
+        first = errors[0]
+        first.errors = list(errors)
+        raise first
 
 
 class UnknownOptimizerError(OptimError):

@@ -11,7 +11,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from .errors import HyperparameterError
+from .errors import HyperparameterError, attempt, raise_all
 
 KINDS = ("float", "int", "bool", "pair", "int_list", "choice")
 
@@ -152,15 +152,15 @@ def _jsonable(value):
 
 def validate_all(specs: dict[str, Hyper], values: dict, owner: str, what: str = "hyperparameter") -> dict:
     """Validate a dict of values against declared fields, filling defaults; unknown names are an
-    error that lists the known ones."""
-    unknown = [k for k in values if k not in specs]
-    if unknown:
-        known = ", ".join(specs) or "(none)"
-        raise HyperparameterError(
-            f"{owner}: unknown {what} {unknown[0]!r}; known {what}s: {known}",
-            name=unknown[0], allowed=known, value=values[unknown[0]],
-        )
-    return {name: spec.validate(values.get(name, spec.default), owner) for name, spec in specs.items()}
+    error that lists the known ones. Every bad field is reported (see HyperparameterError.errors)."""
+    known = ", ".join(specs) or "(none)"
+    errors = [HyperparameterError(f"{owner}: unknown {what} {k!r}; known {what}s: {known}",
+                                  name=k, allowed=known, value=values[k])
+              for k in values if k not in specs]
+    out = {name: attempt(errors, spec.validate, values.get(name, spec.default), owner)
+           for name, spec in specs.items()}
+    raise_all(errors)
+    return out
 
 
 def to_json(values: dict) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 
 from autodiff import enable_grad
 
-from .errors import NonFiniteGradientError
+from .errors import NonFiniteGradientError, attempt, raise_all
 from .hyper import Hyper, validate_all
 from .kernels import clip_to_norm_
 from .layout import BLOCK_BYTES, Chunk, FlatLayout
@@ -90,10 +90,14 @@ class Optimizer(FlatLayout, StateDicts):
         if "lr" not in specs:
             raise TypeError(f"{owner}: an optimizer must declare an 'lr' hyperparameter")
         schedule = options.pop("schedule", None)
-        refuse_unknown(options, OPTION_SPECS, owner, "hyperparameter", listed=(*specs, *OPTION_NAMES))
-        self._options = validate_options(options, owner)
-        self.schedule: Schedule | None = make_schedule(schedule)
-        self.defaults = self.validate_hyperparameters(dict(defaults or {}), owner)
+        # every bad field at once: unknown names, options, the schedule and the hyperparameters
+        errors: list = []
+        attempt(errors, refuse_unknown, options, OPTION_SPECS, owner, "hyperparameter",
+                (*specs, *OPTION_NAMES))
+        self._options = attempt(errors, validate_options, options, owner)
+        self.schedule: Schedule | None = attempt(errors, make_schedule, schedule)
+        self.defaults = attempt(errors, self.validate_hyperparameters, dict(defaults or {}), owner)
+        raise_all(errors)
 
         named, overrides = collect(params, owner)
         self._group_hp = [self.validate_hyperparameters({**self.defaults, **o}, f"{owner} group {gi}")
@@ -116,7 +120,7 @@ class Optimizer(FlatLayout, StateDicts):
         """Every declared hyperparameter, validated (defaults filled in), then the class's own
         cross-field :meth:`check`; raises :class:`HyperparameterError` naming ``owner``."""
         hp = validate_all({h.name: h for h in cls.hyperparameters}, values, owner)
-        cls.check(hp, owner)
+        cls.check(hp, owner)  # only once every field is valid: cross-field checks assume that
         return hp
 
     # ---- introspection

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .errors import HyperparameterError
+from .errors import HyperparameterError, attempt, raise_all
 from .hyper import Hyper
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
@@ -43,20 +43,23 @@ def describe_options() -> list[dict]:
 
 
 def refuse_unknown(values: Mapping, accepted, owner: str, what: str, listed=None) -> None:
-    """Raise :class:`HyperparameterError` for the first name in ``values`` not in ``accepted``,
-    listing ``listed`` (default: ``accepted``) as the known names."""
-    unknown = [k for k in values if k not in accepted]
-    if unknown:
-        known = ", ".join(accepted if listed is None else listed)
-        raise HyperparameterError(f"{owner}: unknown {what} {unknown[0]!r}; known: {known}",
-                                  name=unknown[0], allowed=known, value=values[unknown[0]])
+    """Raise :class:`HyperparameterError` for the names in ``values`` not in ``accepted`` (all of
+    them, see HyperparameterError.errors), listing ``listed`` (default: ``accepted``) as the known."""
+    known = ", ".join(accepted if listed is None else listed)
+    raise_all([HyperparameterError(f"{owner}: unknown {what} {k!r}; known: {known}",
+                                   name=k, allowed=known, value=values[k])
+               for k in values if k not in accepted])
 
 
 def validate_options(values: Mapping, owner: str, current: Mapping | None = None) -> dict:
     """Every option but the schedule, validated: as given in ``values``, else as ``current`` has it,
     else its default."""
-    return {k: h.validate(values[k] if k in values else h.default if current is None else current[k], owner)
-            for k, h in OPTION_SPECS.items()}
+    errors: list = []
+    out = {k: attempt(errors, h.validate, values[k] if k in values else h.default if current is None
+                      else current[k], owner)
+           for k, h in OPTION_SPECS.items()}
+    raise_all(errors)
+    return out
 
 
 def parameters_doc(hyperparameters: tuple[Hyper, ...]) -> str:

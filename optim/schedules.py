@@ -29,7 +29,7 @@ import bisect
 import math
 from collections.abc import Mapping
 
-from .errors import HyperparameterError
+from .errors import HyperparameterError, raise_all
 from .hyper import Hyper, to_json, validate_all
 
 
@@ -242,13 +242,9 @@ def make_schedule(spec) -> Schedule | None:
             name="schedule.name", allowed=known, value=name,
         )
     cls = SCHEDULES[name]
-    missing = [h.name for h in cls.params if h.default is None and not h.nullable and h.name not in params]
-    if missing:
-        raise HyperparameterError(
-            f"schedule {name!r}: missing required parameter {missing[0]!r} "
-            f"({cls.params[[h.name for h in cls.params].index(missing[0])].allowed()})",
-            name=missing[0], value=None,
-        )
+    raise_all([HyperparameterError(f"schedule {name!r}: missing required parameter {h.name!r} "
+                                   f"({h.allowed()})", name=h.name, value=None)
+               for h in cls.params if h.default is None and not h.nullable and h.name not in params])
     return cls(**params)
 
 

@@ -336,10 +336,15 @@ def _optimizer_errors(name: str, hyper: dict) -> list[tuple[tuple, str]]:
     try:
         optim.create(name, {"p": ad.Tensor(np.zeros(1), requires_grad=True)}, **hyper)
     except optim.HyperparameterError as e:
-        field = tuple((e.name or "").split(".")) if e.name else ()
-        if str(e).startswith("schedule") and field[:1] != ("schedule",):
-            field = ("schedule",) + field
-        return [(field, str(e))]
+        return [(_field_of(err), str(err)) for err in e.errors]
     except (ValueError, TypeError) as e:
         return [((), str(e))]
     return []
+
+
+def _field_of(err) -> tuple:
+    """The spec location of one optim error: its field, under ``schedule`` for schedule errors."""
+    field = tuple(err.name.split(".")) if err.name else ()
+    if str(err).startswith("schedule") and field[:1] != ("schedule",):
+        field = ("schedule",) + field
+    return field

@@ -218,6 +218,13 @@ def test_hyperparameter_error_carries_fields():
     assert isinstance(info.value, ValueError)
 
 
+def test_every_bad_field_is_reported_at_once():
+    with pytest.raises(optim.HyperparameterError) as info:
+        optim.Adam(_params((2,)), lr=-1, betas=[0.9], eps=-5, nonfinite="warn", schedule={"name": "cosine"})
+    assert [e.name for e in info.value.errors] == ["nonfinite", "t_max", "lr", "betas", "eps"]
+    assert info.value.errors[0] is info.value
+
+
 def test_set_hyperparameters_validates_and_allocates_new_state():
     w = _params((3,))[0]
     opt = optim.Adam([w], lr=0.1)

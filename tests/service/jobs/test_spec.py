@@ -134,6 +134,11 @@ def test_every_error_is_reported_at_once():
     assert "model.layers[0].activation" in text and "loss:" in text
 
 
+def test_every_bad_optimizer_field_is_reported_at_once():
+    text = errors_of(changed("optimizer", {"name": "adam", "lr": -1, "betas": [0.9], "eps": -5}))
+    assert "optimizer.lr:" in text and "optimizer.betas:" in text and "optimizer.eps:" in text
+
+
 def test_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("GRADBOOK_MAX_STEPS", "10")
     assert _search(r"steps: 100 steps exceed the limit of 10 \(GRADBOOK_MAX_STEPS\)", errors_of(SEED))
