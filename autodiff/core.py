@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import heapq
+import inspect
 import itertools
 import numbers
 
@@ -387,12 +388,28 @@ def _coerce_constant(x, like_dtype):
     return _as_array(x)
 
 
-def primitive(name: str, variadic: bool = False):
-    """Decorator: turn ``forward(*arrays, **kwargs) -> ndarray`` into a differentiable op.
+def _public_signature(forward, variadic: bool) -> inspect.Signature:
+    """The op's call signature: the forward's, except that a variadic forward's ``*arrays`` is one
+    sequence argument followed by its options, as in ``np.concatenate(arrays, axis=0)``."""
+    sig = inspect.signature(forward)
+    if not variadic:
+        return sig
+    params = list(sig.parameters.values())
+    arrays = inspect.Parameter(params[0].name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    rest = [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params[1:]]
+    return sig.replace(parameters=[arrays, *rest])
 
-    The returned function accepts Tensors, arrays and Python scalars in place of the arrays (with
-    ``variadic=True`` its first argument is a sequence of them, as for ``concatenate``). Register
-    gradients with :func:`defvjp` or :func:`defvjp_argnum`; :data:`registry` lists every op.
+
+def primitive(name: str, variadic: bool = False):
+    """Decorator: turn ``forward(*arrays, **options) -> ndarray`` into a differentiable op.
+
+    The forward's parameters without a default are its array inputs: the op accepts Tensors, arrays
+    and Python scalars for them (with ``variadic=True`` the forward takes ``*arrays`` and the op one
+    sequence of them, as ``concatenate`` does). Parameters with a default are options (axis, shape,
+    slope...): never differentiated, passed by position or keyword exactly as the forward's signature
+    says, so a forward written with NumPy's parameter order gives NumPy's calls. An ``out`` option
+    only keeps NumPy's positions: ops always return a new Tensor. Register gradients with
+    :func:`defvjp` or :func:`defvjp_argnum`; :data:`registry` lists every op.
     """
 
     def decorate(forward):
@@ -400,6 +417,12 @@ def primitive(name: str, variadic: bool = False):
             raise ValueError(f"an op named {name!r} is already registered")
         rule = Rule(name, forward)
         registry[name] = rule
+        signature = _public_signature(forward, variadic)
+        params = signature.parameters.values()
+        inputs = tuple(p.name for p in params if p.default is p.empty)
+        n_inputs = len(inputs)
+        # Options that may arrive as keywords without binding the full signature (the fast path).
+        plain_options = frozenset(p.name for p in params if p.default is not p.empty) - {"out"}
 
         def run(parents, arrays, needs_grad, kwargs):
             try:
@@ -435,15 +458,26 @@ def primitive(name: str, variadic: bool = False):
             needs_grad = any(p is not None and p.requires_grad for p in parents)
             return run(parents, arrays, needs_grad, kwargs)
 
-        if variadic:
-            @functools.wraps(forward)
-            def op(tensors, **kwargs):
-                return apply(list(tensors), kwargs)
-        else:
-            @functools.wraps(forward)
-            def op(*tensors, **kwargs):
-                return apply(tensors, kwargs)
+        def bind(args, kwargs):
+            """Any other call form: split it by the signature into inputs and options."""
+            try:
+                bound = signature.bind(*args, **kwargs).arguments
+            except TypeError as e:
+                raise TypeError(f"{name}: {e}") from None
+            if bound.pop("out", None) is not None:
+                raise TypeError(f"{name}: out= is not supported; autodiff ops return a new Tensor")
+            tensors = [bound.pop(n) for n in inputs]
+            return tensors, bound
 
+        @functools.wraps(forward)
+        def op(*args, **kwargs):
+            if len(args) != n_inputs or (kwargs and not kwargs.keys() <= plain_options):
+                args, kwargs = bind(args, kwargs)
+            if variadic:
+                return apply(list(args[0]), kwargs)
+            return apply(args, kwargs)
+
+        op.__signature__ = signature
         op.rule = rule
         return op
 

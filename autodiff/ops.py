@@ -45,7 +45,7 @@ def _count(x, axis):
 
 
 @primitive("add")
-def add(a, b):
+def add(a, b, /, out=None):
     return a + b
 
 
@@ -53,7 +53,7 @@ defvjp(add, lambda g, out, a, b: g, lambda g, out, a, b: g)
 
 
 @primitive("subtract")
-def subtract(a, b):
+def subtract(a, b, /, out=None):
     return a - b
 
 
@@ -61,7 +61,7 @@ defvjp(subtract, lambda g, out, a, b: g, lambda g, out, a, b: -g)
 
 
 @primitive("multiply")
-def multiply(a, b):
+def multiply(a, b, /, out=None):
     return a * b
 
 
@@ -69,7 +69,7 @@ defvjp(multiply, lambda g, out, a, b: g * b, lambda g, out, a, b: g * a)
 
 
 @primitive("divide")
-def divide(a, b):
+def divide(a, b, /, out=None):
     return a / b
 
 
@@ -77,7 +77,7 @@ defvjp(divide, lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b)
 
 
 @primitive("negative")
-def negative(a):
+def negative(a, /, out=None):
     return -a
 
 
@@ -85,7 +85,7 @@ defvjp(negative, lambda g, out, a: -g)
 
 
 @primitive("power")
-def power(a, b):
+def power(a, b, /, out=None):
     return a**b
 
 
@@ -119,7 +119,7 @@ def _matmul_vjp_b(g, out, a, b):
 
 
 @primitive("matmul")
-def matmul(a, b):
+def matmul(a, b, /, out=None):
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul needs arrays of at least one dimension; use * for scalars")
     return a @ b
@@ -129,12 +129,12 @@ defvjp(matmul, _matmul_vjp_a, _matmul_vjp_b)
 
 
 @primitive("maximum")
-def maximum(a, b):
+def maximum(a, b, /, out=None):
     return np.maximum(a, b)
 
 
 @primitive("minimum")
-def minimum(a, b):
+def minimum(a, b, /, out=None):
     return np.minimum(a, b)
 
 
@@ -153,7 +153,7 @@ defvjp(minimum, _pick(True), _pick(False))
 
 
 @primitive("where")
-def where(cond, a, b):
+def where(cond, a, b, /):
     return np.where(cond, a, b)
 
 
@@ -169,7 +169,7 @@ defvjp(
 
 
 @primitive("exp")
-def exp(x):
+def exp(x, /, out=None):
     return np.exp(x)
 
 
@@ -177,7 +177,7 @@ defvjp(exp, lambda g, out, x: g * out)
 
 
 @primitive("log")
-def log(x):
+def log(x, /, out=None):
     return np.log(x)
 
 
@@ -185,7 +185,7 @@ defvjp(log, lambda g, out, x: g / x)
 
 
 @primitive("sqrt")
-def sqrt(x):
+def sqrt(x, /, out=None):
     return np.sqrt(x)
 
 
@@ -193,7 +193,7 @@ defvjp(sqrt, lambda g, out, x: g / (2 * out))
 
 
 @primitive("abs")
-def abs(x):  # noqa: A001 - mirrors the NumPy name
+def abs(x, /, out=None):  # noqa: A001 - mirrors the NumPy name
     return np.abs(x)
 
 
@@ -201,7 +201,7 @@ defvjp(abs, lambda g, out, x: g * np.sign(x))
 
 
 @primitive("tanh")
-def tanh(x):
+def tanh(x, /, out=None):
     return np.tanh(x)
 
 
@@ -241,12 +241,18 @@ def leaky_relu(x, slope=0.01):
 defvjp(leaky_relu, lambda g, out, x, slope=0.01: np.where(x > 0, g, slope * g))
 
 
+def _bounds(a_min, a_max, lo, hi):
+    """clip's bounds by NumPy's names (a_min, a_max) or by this library's older lo=, hi=."""
+    return (lo if a_min is None else a_min), (hi if a_max is None else a_max)
+
+
 @primitive("clip")
-def clip(x, lo=None, hi=None):
-    return np.clip(x, lo, hi)
+def clip(a, a_min=None, a_max=None, out=None, *, lo=None, hi=None):
+    return np.clip(a, *_bounds(a_min, a_max, lo, hi))
 
 
-def _clip_vjp(g, out, x, lo=None, hi=None):
+def _clip_vjp(g, out, x, a_min=None, a_max=None, *, lo=None, hi=None):
+    lo, hi = _bounds(a_min, a_max, lo, hi)
     inside = np.ones(x.shape, dtype=bool)
     if lo is not None:
         inside &= x >= lo
@@ -262,27 +268,31 @@ defvjp(clip, _clip_vjp)
 
 
 @primitive("sum")
-def sum(x, axis=None, keepdims=False):  # noqa: A001
-    return np.add.reduce(x, axis=axis, keepdims=keepdims)
+def sum(a, axis=None, dtype=None, out=None, keepdims=False):  # noqa: A001
+    return np.add.reduce(a, axis=axis, dtype=dtype, keepdims=keepdims)
 
 
-defvjp(sum, lambda g, out, x, axis=None, keepdims=False: _unreduce(g, x, axis, keepdims))
+defvjp(sum, lambda g, out, x, axis=None, dtype=None, keepdims=False: _unreduce(g, x, axis, keepdims))
 
 
 @primitive("mean")
-def mean(x, axis=None, keepdims=False):
-    return np.add.reduce(x, axis=axis, keepdims=keepdims) / _count(x, axis)
+def mean(a, axis=None, dtype=None, out=None, keepdims=False):
+    return np.add.reduce(a, axis=axis, dtype=dtype, keepdims=keepdims) / _count(a, axis)
 
 
-defvjp(mean, lambda g, out, x, axis=None, keepdims=False: _unreduce(g, x, axis, keepdims) / _count(x, axis))
+defvjp(
+    mean,
+    lambda g, out, x, axis=None, dtype=None, keepdims=False:
+    _unreduce(g, x, axis, keepdims) / _count(x, axis),
+)
 
 
 @primitive("var")
-def var(x, axis=None, keepdims=False, ddof=0):
-    return np.var(x, axis=axis, keepdims=keepdims, ddof=ddof)
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    return np.var(a, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims)
 
 
-def _var_vjp(g, out, x, axis=None, keepdims=False, ddof=0):
+def _var_vjp(g, out, x, axis=None, dtype=None, ddof=0, keepdims=False):
     centered = x - np.mean(x, axis=axis, keepdims=True)
     return _unreduce(g, x, axis, keepdims) * centered * (2 / (_count(x, axis) - ddof))
 
@@ -297,13 +307,13 @@ def _extremum_vjp(g, out, x, axis=None, keepdims=False):
 
 
 @primitive("max")
-def max(x, axis=None, keepdims=False):  # noqa: A001
-    return np.max(x, axis=axis, keepdims=keepdims)
+def max(a, axis=None, out=None, keepdims=False):  # noqa: A001
+    return np.max(a, axis=axis, keepdims=keepdims)
 
 
 @primitive("min")
-def min(x, axis=None, keepdims=False):  # noqa: A001
-    return np.min(x, axis=axis, keepdims=keepdims)
+def min(a, axis=None, out=None, keepdims=False):  # noqa: A001
+    return np.min(a, axis=axis, keepdims=keepdims)
 
 
 defvjp(max, _extremum_vjp)
@@ -314,16 +324,16 @@ defvjp(min, _extremum_vjp)
 
 
 @primitive("reshape")
-def reshape(x, shape=None):
-    return np.reshape(x, shape)
+def reshape(a, /, shape=None):
+    return np.reshape(a, shape)
 
 
 defvjp(reshape, lambda g, out, x, shape=None: np.reshape(g, x.shape))
 
 
 @primitive("transpose")
-def transpose(x, axes=None):
-    return np.transpose(x, axes)
+def transpose(a, axes=None):
+    return np.transpose(a, axes)
 
 
 defvjp(
@@ -333,16 +343,16 @@ defvjp(
 
 
 @primitive("expand_dims")
-def expand_dims(x, axis=0):
-    return np.expand_dims(x, axis)
+def expand_dims(a, axis=0):
+    return np.expand_dims(a, axis)
 
 
 defvjp(expand_dims, lambda g, out, x, axis=0: np.reshape(g, x.shape))
 
 
 @primitive("squeeze")
-def squeeze(x, axis=None):
-    return np.squeeze(x, axis)
+def squeeze(a, axis=None):
+    return np.squeeze(a, axis)
 
 
 defvjp(squeeze, lambda g, out, x, axis=None: np.reshape(g, x.shape))
@@ -371,7 +381,7 @@ defvjp(getitem, _getitem_vjp)
 
 
 @primitive("concatenate", variadic=True)
-def concatenate(*arrays, axis=0):
+def concatenate(*arrays, axis=0, out=None):
     return np.concatenate(arrays, axis=axis)
 
 
@@ -387,7 +397,7 @@ defvjp_argnum(concatenate, _concatenate_vjp)
 
 
 @primitive("stack", variadic=True)
-def stack(*arrays, axis=0):
+def stack(*arrays, axis=0, out=None):
     return np.stack(arrays, axis=axis)
 
 
