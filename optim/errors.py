@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+ECHO_LIMIT = 200
+
+
+def clipped(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` cut to about ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def shown(value, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` for an error message, clipped: a user's 1 MB value must not come back whole."""
+    return clipped(repr(value), limit)
+
 
 class OptimError(ValueError):
     """Base class of optim's input errors (a ValueError, so callers may catch either)."""

@@ -11,7 +11,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from .errors import HyperparameterError, attempt, raise_all
+from .errors import HyperparameterError, attempt, raise_all, shown
 
 KINDS = ("float", "int", "bool", "pair", "int_list", "choice")
 
@@ -88,7 +88,7 @@ class Hyper:
         normalised = self._normalise(value)
         if normalised is _BAD:
             raise HyperparameterError(
-                f"{owner}: {self.name} must be {self.allowed()}, got {value!r}",
+                f"{owner}: {self.name} must be {self.allowed()}, got {shown(value)}",
                 name=self.name, allowed=self.allowed(), value=value,
             )
         return normalised
@@ -154,7 +154,7 @@ def validate_all(specs: dict[str, Hyper], values: dict, owner: str, what: str = 
     """Validate a dict of values against declared fields, filling defaults; unknown names are an
     error that lists the known ones. Every bad field is reported (see HyperparameterError.errors)."""
     known = ", ".join(specs) or "(none)"
-    errors = [HyperparameterError(f"{owner}: unknown {what} {k!r}; known {what}s: {known}",
+    errors = [HyperparameterError(f"{owner}: unknown {what} {shown(k)}; known {what}s: {known}",
                                   name=k, allowed=known, value=values[k])
               for k in values if k not in specs]
     out = {name: attempt(errors, spec.validate, values.get(name, spec.default), owner)

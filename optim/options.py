@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .errors import HyperparameterError, attempt, raise_all
+from .errors import HyperparameterError, attempt, raise_all, shown
 from .hyper import Hyper
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
@@ -46,7 +46,7 @@ def refuse_unknown(values: Mapping, accepted, owner: str, what: str, listed=None
     """Raise :class:`HyperparameterError` for the names in ``values`` not in ``accepted`` (all of
     them, see HyperparameterError.errors), listing ``listed`` (default: ``accepted``) as the known."""
     known = ", ".join(accepted if listed is None else listed)
-    raise_all([HyperparameterError(f"{owner}: unknown {what} {k!r}; known: {known}",
+    raise_all([HyperparameterError(f"{owner}: unknown {what} {shown(k)}; known: {known}",
                                    name=k, allowed=known, value=values[k])
                for k in values if k not in accepted])
 

@@ -29,7 +29,7 @@ import bisect
 import math
 from collections.abc import Mapping
 
-from .errors import HyperparameterError, raise_all
+from .errors import HyperparameterError, raise_all, shown
 from .hyper import Hyper, to_json, validate_all
 
 
@@ -230,7 +230,8 @@ def make_schedule(spec) -> Schedule | None:
         spec = {"name": spec}
     if not isinstance(spec, Mapping):
         raise HyperparameterError(
-            f"schedule must be null, a schedule name or an object {{'name': ..., params...}}, got {spec!r}",
+            f"schedule must be null, a schedule name or an object {{'name': ..., params...}}, "
+            f"got {shown(spec)}",
             name="schedule", allowed="null or {name, ...params}", value=spec,
         )
     params = dict(spec)
@@ -238,7 +239,7 @@ def make_schedule(spec) -> Schedule | None:
     if name not in SCHEDULES:
         known = ", ".join(SCHEDULES)
         raise HyperparameterError(
-            f"schedule: unknown name {name!r}; known schedules: {known}",
+            f"schedule: unknown name {shown(name)}; known schedules: {known}",
             name="schedule.name", allowed=known, value=name,
         )
     cls = SCHEDULES[name]

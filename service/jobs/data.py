@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optim.errors import shown
 from service.config import settings
 from service.jobs.errors import DataError
 
@@ -99,7 +100,8 @@ GENERATORS = {"xor": xor, "moons": moons, "spirals": spirals, "sine": sine, "lin
 
 def generate(name: str, **options) -> tuple[np.ndarray, np.ndarray]:
     if name not in GENERATORS:
-        raise DataError(("data", "dataset"), f"unknown dataset {name!r}; choose from {', '.join(GENERATORS)}")
+        raise DataError(("data", "dataset"),
+                        f"unknown dataset {shown(name)}; choose from {', '.join(GENERATORS)}")
     return GENERATORS[name](**options)
 
 

@@ -7,6 +7,8 @@ another only for its errors.
 
 from __future__ import annotations
 
+from optim.errors import ECHO_LIMIT, clipped
+
 
 class DataError(ValueError):
     """Bad data, with the location of the offending field (e.g. ("data", "y"))."""
@@ -21,9 +23,12 @@ class SpecError(ValueError):
     """A spec that cannot run; ``errors`` is a list of {"loc": [...], "msg": ...}."""
 
     def __init__(self, errors: list[dict]):
-        self.errors = errors
+        # a user's own keys and values come back in locations and messages: never more than about
+        # ECHO_LIMIT characters of each (messages quote values with shown(); this is the backstop)
+        self.errors = [{**e, "loc": [clipped(p) if isinstance(p, str) else p for p in e["loc"]],
+                        "msg": clipped(e["msg"], 5 * ECHO_LIMIT)} for e in errors]
         super().__init__("; ".join(f"{format_loc(e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
-                                   for e in errors))
+                                   for e in self.errors))
 
 
 def format_loc(loc) -> str:

@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from autodiff import nn
+from optim.errors import shown
 from service.config import settings
 from service.jobs.errors import SpecError, format_loc
 from service.jobs.plan import Plan, make_plan
@@ -178,7 +179,7 @@ def _pick_data_model(value):
     if "dataset" in value:
         name = value["dataset"]
         if not isinstance(name, str) or name not in BUILTIN_DATA:
-            raise _validation_error("data", [(("dataset",), f"unknown dataset {name!r}; choose from "
+            raise _validation_error("data", [(("dataset",), f"unknown dataset {shown(name)}; choose from "
                                                             f"{', '.join(BUILTIN_DATA)}")])
         return BUILTIN_DATA[name].model_validate(value)
     for key, model in (("csv", CsvData), ("dataset_id", DatasetRef), ("x", InlineData), ("y", InlineData)):
@@ -332,7 +333,7 @@ def _optimizer_errors(name: str, hyper: dict) -> list[tuple[tuple, str]]:
 
     known = [entry["name"] for entry in optim.available()]
     if name not in known:
-        return [(("name",), f"unknown optimizer {name!r}; choose from {', '.join(known)}")]
+        return [(("name",), f"unknown optimizer {shown(name)}; choose from {', '.join(known)}")]
     try:
         optim.create(name, {"p": ad.Tensor(np.zeros(1), requires_grad=True)}, **hyper)
     except optim.HyperparameterError as e:

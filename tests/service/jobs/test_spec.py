@@ -139,6 +139,21 @@ def test_every_bad_optimizer_field_is_reported_at_once():
     assert "optimizer.lr:" in text and "optimizer.betas:" in text and "optimizer.eps:" in text
 
 
+@pytest.mark.parametrize("path, value", [
+    ("optimizer.name", "x" * 1_000_000),
+    ("optimizer.lr", "x" * 1_000_000),
+    ("optimizer.schedule", {"name": "x" * 1_000_000}),
+    ("data", {"dataset": "x" * 1_000_000}),
+    ("x" * 1_000_000, 1),
+    ("model.init." + "x" * 1_000_000, [1.0]),
+])
+def test_errors_never_echo_a_huge_value_whole(path, value):
+    with pytest.raises(SpecError) as info:
+        make_plan(parse_spec(changed(path, value)))
+    assert len(str(info.value)) < 1000 and "characters)" in str(info.value)
+    assert all(len(e["msg"]) < 1000 and all(len(str(p)) < 300 for p in e["loc"]) for e in info.value.errors)
+
+
 def test_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("GRADBOOK_MAX_STEPS", "10")
     assert _search(r"steps: 100 steps exceed the limit of 10 \(GRADBOOK_MAX_STEPS\)", errors_of(SEED))
