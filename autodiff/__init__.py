@@ -8,7 +8,10 @@
 Every op is registered through :func:`primitive` and :func:`defvjp`; :data:`registry` lists them.
 """
 
-from . import nn
+from . import (
+    interop,  # noqa: F401 - installs NumPy's protocols on Tensor (np.exp(t), np.sum(t))
+    nn,
+)
 from .check import GradcheckError, grad, gradcheck, numerical_grad
 from .core import (
     Tensor,
