@@ -50,8 +50,12 @@ Activation = Literal[tuple(nn.ACTIVATIONS)]
 Loss = Literal[tuple(nn.LOSSES)]
 
 
+# strict: true is not 1 and "3" is not 3 (ints stay accepted where floats are expected)
+STRICT = ConfigDict(allow_inf_nan=False, strict=True)
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(**STRICT, extra="forbid")
 
 
 # --- model -----------------------------------------------------------------------------------------
@@ -65,7 +69,7 @@ class Layer(_Strict):
 class Init(BaseModel):
     """A scheme for every parameter not given explicitly; explicit values (w1, b1, ...) win."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False,
+    model_config = ConfigDict(**STRICT, extra="allow",
                               json_schema_extra={"additionalProperties": {"type": "array"}})
     scheme: Literal["he", "xavier", "normal"] = "he"
     seed: Seed = 0
@@ -79,8 +83,8 @@ class Init(BaseModel):
                                         "w2, b2, ..."))
                 continue
             try:
-                arr = np.asarray(value, dtype=np.float64)
-            except (TypeError, ValueError):
+                arr = np.asarray(_numbers_only(value), dtype=np.float64)
+            except (TypeError, ValueError, RecursionError):
                 errors.append(((name,), "must be a number or nested lists of numbers with equal lengths"))
                 continue
             if not np.all(np.isfinite(arr)):
@@ -91,6 +95,17 @@ class Init(BaseModel):
 
     def values(self) -> dict[str, np.ndarray]:
         return {k: np.asarray(v, dtype=np.float64) for k, v in (self.model_extra or {}).items()}
+
+
+def _numbers_only(value):
+    """``value`` if it is a number or nested lists of numbers; TypeError for booleans, strings, ..."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, list):
+            _numbers_only(item)
+        elif isinstance(item, bool) or not isinstance(item, int | float):
+            raise TypeError(f"not a number: {type(item).__name__}")
+    return value
 
 
 class ModelSpec(_Strict):
@@ -195,7 +210,7 @@ class OptimizerSpec(BaseModel):
     """``name`` from the optim registry plus that optimizer's hyperparameters, an optional
     ``schedule`` and gradient clipping, exactly as ``optim.create`` takes them."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(**STRICT, extra="allow")
     name: str = Field(min_length=1)
 
     @model_validator(mode="after")

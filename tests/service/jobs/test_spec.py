@@ -154,6 +154,24 @@ def test_errors_never_echo_a_huge_value_whole(path, value):
     assert all(len(e["msg"]) < 1000 and all(len(str(p)) < 300 for p in e["loc"]) for e in info.value.errors)
 
 
+@pytest.mark.parametrize("path, value", [
+    ("steps", True), ("steps", "3"), ("steps", 3.0), ("batch_size", True), ("seed", False),
+    ("model.layers.0.units", True), ("model.layers.0.units", "1"), ("model.init.seed", True),
+    ("model.init.w1", [[True]]), ("model.init.w1", [["2"]]), ("model.init.b1", "0"),
+    ("data.x", [[True]]), ("data.x", [["1.0"]]), ("data.y", [["5"]]), ("data.y", [False]),
+    ("optimizer.lr", True), ("optimizer.lr", "0.1"), ("optimizer.name", 1), ("shuffle", 1),
+    ("data", {"dataset": "moons", "n": True}), ("data", {"dataset": "moons", "noise": "0.1"}),
+    ("validation", {"fraction": True}), ("validation", {"fraction": 0.5, "every": "1"}),
+])
+def test_booleans_and_strings_are_not_numbers(path, value):
+    errors_of(changed(path, value))
+
+
+def test_ints_stay_accepted_where_floats_are_expected():
+    plan = make_plan(parse_spec(changed("data.x", [[1]], changed("optimizer.lr", 1))))
+    assert plan.train.x.dtype == np.float64
+
+
 def test_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("GRADBOOK_MAX_STEPS", "10")
     assert _search(r"steps: 100 steps exceed the limit of 10 \(GRADBOOK_MAX_STEPS\)", errors_of(SEED))
