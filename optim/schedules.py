@@ -39,6 +39,8 @@ class Schedule:
     name: str = ""
     params: tuple[Hyper, ...] = ()
     summary: str = ""
+    run_length: str | None = None
+    """The parameter that is the length of the run (t_max, total_steps), for callers that know it."""
 
     def __init__(self, **values):
         specs = {h.name: h for h in self.params}
@@ -118,6 +120,7 @@ class Exponential(Schedule):
 class Cosine(Schedule):
     name = "cosine"
     summary = "cosine annealing from base to eta_min over t_max steps"
+    run_length = "t_max"
     params = (_pos_int("t_max", None, "half period in steps"),
               _factor("eta_min", 0.0, "lowest learning rate"))
 
@@ -143,6 +146,7 @@ class LinearWarmup(Schedule):
 class WarmupCosine(Schedule):
     name = "warmup_cosine"
     summary = "linear warm-up to base over warmup_steps, then cosine decay to eta_min at total_steps"
+    run_length = "total_steps"
     params = (Hyper("warmup_steps", "int", None, "length of the warm-up", low=0),
               _pos_int("total_steps", None, "step at which eta_min is reached"),
               _factor("eta_min", 0.0, "final learning rate"),
@@ -171,6 +175,7 @@ class WarmupCosine(Schedule):
 class OneCycle(Schedule):
     name = "one_cycle"
     summary = "one-cycle policy: rise from base/div_factor to base, then anneal to the minimum"
+    run_length = "total_steps"
     params = (Hyper("total_steps", "int", None, "length of the cycle", low=2),
               Hyper("pct_start", "float", 0.3, "fraction of the cycle spent rising", low=0.0, high=1.0,
                     low_open=True, high_open=True),

@@ -105,6 +105,8 @@ def make_plan(spec, resolve_dataset=None) -> Plan:
     if total > limits.max_steps:
         where = "steps" if spec.steps is not None else "epochs"
         fail((where,), f"{total:,} steps exceed the limit of {limits.max_steps:,} (GRADBOOK_MAX_STEPS)")
+    # the optimizer was checked before the run length was known (a schedule may take it from here)
+    errors += [{"loc": ["optimizer", *loc], "msg": msg} for loc, msg in spec.optimizer.errors(total)]
     if errors:
         raise SpecError(errors)
     return Plan(spec=spec, train=train, val=val, sizes=sizes, n_params=n_params, batch_size=batch_size,

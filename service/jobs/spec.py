@@ -33,6 +33,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+import autodiff as ad
+import optim
 from autodiff import nn
 from optim.errors import shown
 from service.config import settings
@@ -215,13 +217,27 @@ class OptimizerSpec(BaseModel):
 
     @model_validator(mode="after")
     def _known_to_registry(self):
-        errors = _optimizer_errors(self.name, self.hyperparameters())
+        # the run length is known only with the plan (make_plan checks again with it): until then any
+        # length up to the limit may come
+        errors = self.errors(settings().max_steps)
         if errors:
             raise _validation_error("OptimizerSpec", errors)
         return self
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+    def hyperparameters(self, total_steps: int | None = None) -> dict[str, Any]:
+        """The keyword arguments of ``optim.create``; a schedule that omits its run length (cosine's
+        t_max, one_cycle's and warmup_cosine's total_steps) runs over ``total_steps``."""
+        hyper = dict(self.model_extra or {})
+        schedule = hyper.get("schedule")
+        schedule = {"name": schedule} if isinstance(schedule, str) else schedule
+        kind = optim.schedules.SCHEDULES.get(schedule.get("name")) if isinstance(schedule, dict) else None
+        if total_steps is not None and kind is not None and kind.run_length not in (None, *schedule):
+            hyper["schedule"] = {**schedule, kind.run_length: total_steps}
+        return hyper
+
+    def errors(self, total_steps: int) -> list[tuple[tuple, str]]:
+        """What is wrong with name and hyperparameters for a run of ``total_steps``: (loc, message)."""
+        return _optimizer_errors(self.name, self.hyperparameters(total_steps))
 
 
 class Validation(_Strict):
@@ -343,9 +359,6 @@ def _validation_error(title: str, errors: list[tuple[tuple, str]]) -> Validation
 def _optimizer_errors(name: str, hyper: dict) -> list[tuple[tuple, str]]:
     """Check name and hyperparameters against the optim registry by building the optimizer over a
     one-element dummy parameter: exactly the rules ``optim.create`` applies, nothing duplicated."""
-    import autodiff as ad
-    import optim
-
     known = [entry["name"] for entry in optim.available()]
     if name not in known:
         return [(("name",), f"unknown optimizer {shown(name)}; choose from {', '.join(known)}")]

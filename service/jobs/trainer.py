@@ -103,7 +103,8 @@ class Trainer:
                             values=spec.model.init.values())
         self.params: dict[str, ad.Tensor] = self.model.parameters()
         self.names = list(self.params)
-        self.optimizer = optim.create(spec.optimizer.name, self.params, **spec.optimizer.hyperparameters())
+        self.optimizer = optim.create(spec.optimizer.name, self.params,
+                                      **spec.optimizer.hyperparameters(plan.total_steps))
         self.loss_fn = nn.LOSSES[spec.loss]
         self.recorder = Recorder(self.params, self.optimizer, plan, self.evaluate)
         self._train = plan.train

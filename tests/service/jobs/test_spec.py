@@ -172,6 +172,14 @@ def test_ints_stay_accepted_where_floats_are_expected():
     assert plan.train.x.dtype == np.float64
 
 
+def test_a_schedule_longer_than_the_run_is_checked_against_the_run():
+    schedule = {"name": "warmup_cosine", "warmup_steps": 150}
+    assert _search(r"optimizer.schedule.warmup_steps: .*total_steps=100\], got 150",
+                   errors_of(changed("optimizer.schedule", schedule)))
+    schedule["total_steps"] = 200  # given: kept
+    assert make_plan(parse_spec(changed("optimizer.schedule", schedule))).total_steps == 100
+
+
 def test_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("GRADBOOK_MAX_STEPS", "10")
     assert _search(r"steps: 100 steps exceed the limit of 10 \(GRADBOOK_MAX_STEPS\)", errors_of(SEED))

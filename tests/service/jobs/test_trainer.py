@@ -138,6 +138,22 @@ def test_xor_preset_matches_a_hand_written_numpy_network(store):
 # --- checkpoints ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("schedule, field", [
+    ({"name": "cosine"}, "t_max"),
+    ("cosine", "t_max"),
+    ({"name": "one_cycle"}, "total_steps"),
+    ({"name": "warmup_cosine", "warmup_steps": 2}, "total_steps"),
+])
+def test_a_schedule_without_its_run_length_runs_over_the_plan(schedule, field):
+    doc = copy.deepcopy(presets.get("moons"))
+    doc.pop("steps", None)
+    doc.update(epochs=3, batch_size=40, validation=None)
+    doc["optimizer"] = {"name": "sgd", "lr": 0.1, "schedule": schedule}
+    plan = make_plan(parse_spec(doc))
+    assert plan.total_steps == 3 * math.ceil(doc["data"].get("n", 200) / 40)
+    assert Trainer(plan).optimizer.schedule.values[field] == plan.total_steps
+
+
 def test_checkpoint_state_round_trips_through_json():
     import json
 
