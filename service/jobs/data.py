@@ -193,7 +193,7 @@ def _is_number(cell: str) -> bool:
 def check_arrays(x, y, loss: str, n_out: int, dtype=np.float64) -> Dataset:
     """Validate x and y for a model with ``n_out`` outputs trained with ``loss``; convert them.
 
-    cross_entropy wants one column of integer labels in [0, n_out); binary_cross_entropy wants 0/1
+    cross_entropy wants one column of integer labels in [0, n_out); binary_cross_entropy_with_logits wants 0/1
     targets with n_out columns; the regression losses want n_out real columns.
     """
     x = _as_matrix(x, ("data", "x"))
@@ -219,11 +219,11 @@ def check_arrays(x, y, loss: str, n_out: int, dtype=np.float64) -> Dataset:
         return Dataset(x.astype(dtype), labels.astype(np.int64))
     if y.shape[1] != n_out:
         raise DataError(("data", "y"), f"has {y.shape[1]} column(s) but the last layer has {n_out} unit(s)")
-    if loss == "binary_cross_entropy":
+    if loss == "binary_cross_entropy_with_logits":
         bad = np.flatnonzero((y != 0) & (y != 1))
         if bad.size:
             i = int(bad[0])
-            raise DataError(("data", "y"), f"binary_cross_entropy targets must be 0 or 1, got "
+            raise DataError(("data", "y"), f"binary_cross_entropy_with_logits targets must be 0 or 1, got "
                                            f"{y.reshape(-1)[i]:g} in row {i // y.shape[1] + 1}")
     return Dataset(x.astype(dtype), y.astype(dtype))
 

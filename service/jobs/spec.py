@@ -43,13 +43,19 @@ from service.jobs.plan import Plan, make_plan
 
 # SpecError and format_loc live in errors.py (plan.py raises them too) and belong to this face as well
 __all__ = ["JobSpec", "parse_spec", "SpecError", "format_loc", "friendly_errors", "DataSpec", "InlineData",
-           "CsvData", "DatasetRef", "ModelSpec", "Layer", "Init", "OptimizerSpec", "Validation"]
+           "CsvData", "DatasetRef", "ModelSpec", "Layer", "Init", "OptimizerSpec", "Validation",
+           "LOSS_FUNCTIONS", "LOSS_ALIASES"]
 
 PARAM_NAME = re.compile(r"^[wb][1-9][0-9]*$")
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 # the engine's own names, in its order (pydantic lists them so in errors and the JSON schema)
 Activation = Literal[tuple(nn.ACTIVATIONS)]
-Loss = Literal[tuple(nn.LOSSES)]
+# a loss is named as the engine's function is: binary_cross_entropy_with_logits says, as torch's
+# name does, that it takes the outputs as logits (torch's binary_cross_entropy takes probabilities);
+# the spec's older name for it stays accepted
+LOSS_ALIASES = {"binary_cross_entropy": "binary_cross_entropy_with_logits"}
+LOSS_FUNCTIONS = {LOSS_ALIASES.get(name, name): fn for name, fn in nn.LOSSES.items()}
+Loss = Literal[tuple(LOSS_FUNCTIONS)]
 
 
 # strict: true is not 1 and "3" is not 3 (ints stay accepted where floats are expected)
@@ -266,6 +272,11 @@ class JobSpec(_Strict):
     validation: Validation | None = None
 
     _plan: Plan | None = PrivateAttr(None)
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _canonical_loss(cls, value):
+        return LOSS_ALIASES.get(value, value) if isinstance(value, str) else value
 
     @field_validator("data", mode="before")
     @classmethod

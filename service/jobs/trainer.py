@@ -30,6 +30,7 @@ from service.config import settings
 from service.domain import Checkpoint
 from service.jobs.plan import Plan
 from service.jobs.recorder import Recorder
+from service.jobs.spec import LOSS_FUNCTIONS
 
 
 @dataclass
@@ -105,7 +106,7 @@ class Trainer:
         self.names = list(self.params)
         self.optimizer = optim.create(spec.optimizer.name, self.params,
                                       **spec.optimizer.hyperparameters(plan.total_steps))
-        self.loss_fn = nn.LOSSES[spec.loss]
+        self.loss_fn = LOSS_FUNCTIONS[spec.loss]
         self.recorder = Recorder(self.params, self.optimizer, plan, self.evaluate)
         self._train = plan.train
         self._full_batch = plan.batch_size >= plan.train.x.shape[0]
@@ -186,7 +187,7 @@ class Trainer:
         y, kind = data.y, self.plan.spec.loss
         if kind == "cross_entropy":
             acc = float(np.mean(np.argmax(out.data, axis=1) == y))
-        elif kind == "binary_cross_entropy":
+        elif kind == "binary_cross_entropy_with_logits":
             acc = float(np.mean((out.data > 0) == (y > 0.5)))
         else:
             acc = None

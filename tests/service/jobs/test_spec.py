@@ -180,6 +180,17 @@ def test_a_schedule_longer_than_the_run_is_checked_against_the_run():
     assert make_plan(parse_spec(changed("optimizer.schedule", schedule))).total_steps == 100
 
 
+def test_the_loss_is_named_as_the_engine_names_it_and_the_old_name_stays_accepted():
+    doc = changed("model.init", {"scheme": "he"}, changed("data.y", [[1.0]]))
+    for name in ("binary_cross_entropy_with_logits", "binary_cross_entropy"):
+        spec = parse_spec(changed("loss", name, doc))
+        assert spec.loss == "binary_cross_entropy_with_logits"
+        dumped = spec.model_dump(mode="json")
+        assert parse_spec(dumped).model_dump(mode="json") == dumped
+    assert _search("data.y: binary_cross_entropy_with_logits targets must be 0 or 1",
+                   errors_of(changed("loss", "binary_cross_entropy", changed("data.y", [[0.5]], doc))))
+
+
 def test_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("GRADBOOK_MAX_STEPS", "10")
     assert _search(r"steps: 100 steps exceed the limit of 10 \(GRADBOOK_MAX_STEPS\)", errors_of(SEED))
