@@ -338,3 +338,23 @@ class Store:
         with self._reader.begin() as conn:
             return [self._dataset_dict(r, False) for r in conn.execute(q)]
 
+    # -- space (service.store.maintenance) -----------------------------------------------------
+
+    def reclaim_space(self) -> int | None:
+        """Return the pages deleted jobs freed to the file system (SQLite in incremental auto-vacuum
+        mode); the bytes returned, or None when this database keeps them until :meth:`vacuum`."""
+        from service.store import maintenance
+
+        return maintenance.reclaim(self.engine)
+
+    def vacuum(self) -> dict:
+        """A full VACUUM (on SQLite also switching to incremental auto-vacuum); sizes before and after."""
+        from service.store import maintenance
+
+        return maintenance.vacuum(self.engine)
+
+    def storage_stats(self) -> dict:
+        """Bytes per job and kind of data, totals, table and database sizes (see maintenance)."""
+        from service.store import maintenance
+
+        return maintenance.storage_stats(self.engine)
