@@ -43,6 +43,11 @@ class RemoteError(UsageError):
         self.message = message
 
 
+class NotDeleted(UsageError):
+    """A job that was not deleted (unknown, or in a state that refuses it); the other jobs of the
+    command still are."""
+
+
 @dataclass
 class Event:
     """One Server-Sent Event: its type (status, step, end), JSON data and id (the step)."""
@@ -140,6 +145,10 @@ class Client:
 
     def resume(self, job_id: int) -> dict:
         return self.request("POST", f"/jobs/{job_id}/resume")
+
+    def delete(self, job_id: int) -> None:
+        """DELETE /jobs/{id}: not repeated on a connection failure (a repeat would answer 404)."""
+        self.request("DELETE", f"/jobs/{job_id}")
 
     def history(self, job_id: int, start=None, end=None, max_points: int = 1000) -> dict:
         return self.request("GET", f"/jobs/{job_id}/history",
@@ -319,6 +328,25 @@ class Local:
         job = service.cancel_job(self.store, self._stored(job_id), reason="cancelled from the command line")
         return service.job_view(job)
 
+    def delete(self, job_id: int) -> None:
+        job = self.store.get_job(job_id)  # the store opened first: an unusable database fails the command
+        if job is None:
+            raise NotDeleted(f"no job {job_id} in this database")
+        try:
+            service.check_allowed("delete", job)
+            self.store.delete_job(job_id)
+        except service.StoreError as e:  # refused, or gone or started meanwhile
+            raise NotDeleted(str(e)) from None
+
+    def return_space(self) -> int | None:
+        """Give the space deleted jobs freed back to the file system: the bytes returned, or None
+        (and a note) when this database keeps it until `gradbook db vacuum`."""
+        returned = self.store.reclaim_space()
+        if returned is None:
+            err.print("the space they took stays in the database until `gradbook db vacuum` (after "
+                      "which deleting returns it)")
+        return returned
+
     def upload_dataset(self, name: str, content: bytes, targets: int) -> dict:
         return service.upload_dataset(self.store, name, content, targets)
 
@@ -415,6 +443,17 @@ class Remote:
 
     def cancel(self, job_id: int) -> dict:
         return self.client.cancel(job_id)
+
+    def delete(self, job_id: int) -> None:
+        try:
+            self.client.delete(job_id)
+        except RemoteError as e:
+            if e.status in (404, 409):  # unknown, or refused in its state
+                raise NotDeleted(str(e)) from None
+            raise
+
+    def return_space(self) -> int | None:
+        return None  # the server's database: its space is the server's business
 
     def upload_dataset(self, name: str, content: bytes, targets: int) -> dict:
         return self.client.upload_dataset(name, content, targets)

@@ -11,11 +11,17 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 import service
 
 err = Console(stderr=True, highlight=False)
+
+
+def print_error(message: str) -> None:
+    """"error: MESSAGE" on stderr, the message as it is (no markup read in it)."""
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
 
 
 def flatten(row: dict) -> dict:
@@ -78,6 +84,17 @@ def short(value) -> str:
     return str(value)
 
 
+def human_bytes(n: int | float | None) -> str:
+    """A size for reading: "512 B", "12.3 MB", "1.4 GB" (powers of 1,000); None as "-"."""
+    if n is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 999.5 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
 def to_table(rows: list[dict], first=("step",)) -> str:
     """Aligned columns for reading; columns with no value in any row (e.g. validation metrics of a
     job without validation) are left out."""
@@ -117,6 +134,30 @@ def show_jobs(rows: list[dict], as_json: bool) -> None:
     table = [{"id": r["id"], "name": r["name"], "status": r["status"], "steps": r["steps_done"],
               "last_loss": r["last_loss"], "created": (r["created_at"] or "")[:19]} for r in rows]
     typer.echo(to_table(table, first=("id",)) if table else "no jobs")
+
+
+def storage_report(report: dict) -> str:
+    """`gradbook db stats`: a table of bytes per job and kind of data with a total row, the
+    database's size and free space, and each table's size when measured."""
+    kinds = [k for k in report["totals"] if k != "total"] + ["total"]
+    rows = [{"id": j["id"], "name": j["name"], "status": j["status"], "steps": j["steps"],
+             **{k: human_bytes(j[k]) for k in kinds}} for j in report["jobs"]]
+    rows.append({"id": "total", "name": "", "status": "", "steps": "",
+                 **{k: human_bytes(report["totals"][k]) for k in kinds}})
+    db = report["database"]
+    how = {"dbstat": "measured with SQLite's dbstat", "postgresql": "measured by PostgreSQL"}
+    lines = [to_table(rows, first=("id",)), "",
+             f"rows sized {how.get(report['method'], 'by estimate (this SQLite has no dbstat)')}; "
+             "snapshots and checkpoints by their arrays' bytes",
+             f"database: {human_bytes(db['bytes'])}"]
+    if db["file_bytes"] is not None:
+        lines[-1] += (f" (file {human_bytes(db['file_bytes'])}, write-ahead log "
+                      f"{human_bytes(db['wal_bytes'])}), {human_bytes(db['free_bytes'])} free inside "
+                      "(`gradbook db vacuum` returns it)")
+    if report["tables"]:
+        tables = sorted(report["tables"].items(), key=lambda item: -item[1])
+        lines.append("tables: " + ", ".join(f"{name} {human_bytes(size)}" for name, size in tables))
+    return "\n".join(lines)
 
 
 def show_datasets(rows: list[dict], as_json: bool) -> None:

@@ -1,4 +1,4 @@
-"""The jobs themselves: `jobs` (list), `show`, `cancel`, and the `presets` to train."""
+"""The jobs themselves: `jobs` (list), `show`, `cancel`, `delete`, and the `presets` to train."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 import service
 from cli import render
-from cli.backends import open_backend
+from cli.backends import NotDeleted, open_backend
 from cli.options import DatabaseUrl, JobArg, JsonFlag, Token, Url, UsageError, usage_errors
 
 
@@ -47,6 +47,32 @@ def cancel(job_id: JobArg, as_json: JsonFlag = False, url: Url = None, token: To
         render.print_json(view)
     else:
         typer.echo(f"job {view['id']} {view['status']} after {view['steps_done']:,} steps")
+
+
+def delete(job_ids: Annotated[list[int], typer.Argument(metavar="JOB...", min=1)], as_json: JsonFlag = False,
+           url: Url = None, token: Token = None, database_url: DatabaseUrl = None):
+    """Delete finished jobs and all they recorded (cancel a running one first); a local SQLite
+    database gives the space back to the file system. Exit code 1 if any job was not deleted."""
+    results = []
+    with usage_errors(), open_backend(url, token, database_url, read_only=True) as backend:
+        for job_id in job_ids:  # one refusal does not stop the others
+            try:
+                backend.delete(job_id)
+            except NotDeleted as e:
+                results.append({"id": job_id, "deleted": False, "error": str(e)})
+                if not as_json:
+                    render.print_error(str(e))
+                continue
+            results.append({"id": job_id, "deleted": True})
+            if not as_json:
+                typer.echo(f"deleted job {job_id}")
+        returned = backend.return_space() if any(r["deleted"] for r in results) else None
+    if as_json:
+        render.print_json({"jobs": results, "returned_bytes": returned})
+    elif returned:
+        render.err.print(f"returned {render.human_bytes(returned)} to the file system")
+    if not all(r["deleted"] for r in results):
+        raise typer.Exit(1)
 
 
 def presets(as_json: JsonFlag = False, database_url: DatabaseUrl = None):

@@ -15,6 +15,7 @@ measured size over its rows where the database tells it (SQLite's ``dbstat``, Po
 from __future__ import annotations
 
 import os
+import time
 from contextlib import closing
 
 from sqlalchemy import Engine, Table, func, select, text
@@ -27,6 +28,9 @@ from service.store.schema import Base, History, Job, ParamStat, StepArray, histo
 # Pages one incremental-vacuum transaction returns (16 MB at 4 KiB pages): a running job's writer
 # waits for at most one such transaction, never for the whole reclaim.
 RECLAIM_CHUNK_PAGES = 4_096
+# A truncating checkpoint is refused while another checkpoint runs: tries, and the pause between.
+TRUNCATE_ATTEMPTS = 40
+TRUNCATE_RETRY_SECONDS = 0.05
 # What a row of a numeric table takes when the database cannot measure it: 8 bytes per column and
 # about 16 of record header and b-tree cell overhead. An estimate, and reported as one.
 ESTIMATE_BYTES_PER_COLUMN = 8
@@ -78,8 +82,14 @@ def sizes(engine: Engine) -> dict:
 
 def truncate_wal(cursor) -> None:
     """Copy the WAL into the database and empty it: only then does a shrunken database file shrink
-    on disk, and the log give back what the vacuum wrote into it. Harmless in memory (no WAL)."""
-    cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    on disk, and the log give back what the vacuum wrote into it. Another checkpoint running (the
+    store's checkpointer thread) makes it busy at once, so it is tried again, a bounded number of
+    times; still busy, the log stays for a later checkpoint. Harmless in memory (no WAL)."""
+    for _ in range(TRUNCATE_ATTEMPTS):
+        busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if not busy:
+            return
+        time.sleep(TRUNCATE_RETRY_SECONDS)
 
 
 def reclaim(engine: Engine) -> int | None:

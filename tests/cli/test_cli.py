@@ -247,7 +247,8 @@ def test_db_upgrade(gb):
 
 
 @pytest.mark.parametrize("args", [["jobs"], ["show", "1"], ["history", "1"], ["gradients", "1"],
-                                  ["graph", "--job", "1"], ["verify", "1"], ["export", "1"]])
+                                  ["graph", "--job", "1"], ["verify", "1"], ["export", "1"],
+                                  ["delete", "1"], ["db", "stats"], ["db", "vacuum"]])
 def test_readers_never_create_a_database(tmp_path, monkeypatch, args):
     monkeypatch.chdir(tmp_path)
     for name in ("GRADBOOK_URL", "GRADBOOK_DATABASE_URL"):

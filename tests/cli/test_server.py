@@ -15,6 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from service import domain
+from service.jobs import presets
 from tests.cli.process import gradbook
 
 runner = CliRunner()
@@ -131,6 +133,34 @@ def test_server_refusals_and_errors_are_usage_errors(server, empty):
         assert "Traceback" not in result.output
     result = run("jobs", "--url", "http://127.0.0.1:1")
     assert result.exit_code == 2 and "cannot reach the gradbook server" in result.stderr
+    assert list(empty.iterdir()) == []
+
+
+def state_of(server, job_id: int) -> str:
+    return json.loads(run("show", job_id, "--json", "--url", server).stdout)["status"]
+
+
+def test_delete_on_the_server(server, empty, tmp_path):
+    job = json.loads(run("submit", "--preset", "seed", "--wait", "--json", "-q", "--url", server).stdout)
+    result = run("delete", job["id"], 999999, "--url", server)
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [f"deleted job {job['id']}"]
+    assert "error: server answered 404: " in result.stderr and "Traceback" not in result.output
+    assert run("show", job["id"], "--url", server).exit_code == 2
+
+    spec = presets.get("seed")
+    spec["steps"] = 1_000_000  # runs until cancelled
+    (tmp_path / "long.json").write_text(json.dumps(spec))
+    long = json.loads(run("submit", tmp_path / "long.json", "--json", "--url", server).stdout)
+    deadline = time.monotonic() + 120  # a bound on a broken worker, not a wait for time
+    while state_of(server, long["id"]) != "running":
+        assert time.monotonic() < deadline and state_of(server, long["id"]) == "queued"
+    result = run("delete", long["id"], "--json", "--url", server)
+    assert result.exit_code == 1
+    [answer] = json.loads(result.stdout)["jobs"]
+    assert answer == {"id": long["id"], "deleted": False, "error": "server answered 409: "
+                      + domain.refusal("delete", long["id"], "running")}
+    assert run("cancel", long["id"], "--url", server).exit_code == 0
     assert list(empty.iterdir()) == []
 
 
