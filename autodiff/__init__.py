@@ -5,7 +5,8 @@
     J = ((ad.Tensor([[1.0]]) @ w).relu() - 5) ** 2 / 2
     J.backward()          # w.grad now holds dJ/dw
 
-Every op is registered through :func:`primitive` and :func:`defvjp`; :data:`registry` lists them.
+Every op is registered through :func:`primitive` and :func:`defvjp` (and, for 0-d float64 calls,
+:func:`defscalar`); :data:`registry` lists them.
 """
 
 from . import (
@@ -13,17 +14,7 @@ from . import (
     nn,
 )
 from .check import GradcheckError, grad, gradcheck, numerical_grad
-from .core import (
-    Tensor,
-    defvjp,
-    defvjp_argnum,
-    enable_grad,
-    is_grad_enabled,
-    no_grad,
-    primitive,
-    registry,
-    sum_to_shape,
-)
+from .core import Tensor, enable_grad, is_grad_enabled, no_grad, sum_to_shape
 from .graph import Graph, trace
 from .ops import (
     abs,
@@ -61,9 +52,10 @@ from .ops import (
     var,
     where,
 )
+from .primitives import defscalar, defvjp, defvjp_argnum, primitive, registry
 
 __all__ = [
-    "Tensor", "primitive", "defvjp", "defvjp_argnum", "registry", "no_grad", "enable_grad",
+    "Tensor", "primitive", "defvjp", "defvjp_argnum", "defscalar", "registry", "no_grad", "enable_grad",
     "is_grad_enabled", "sum_to_shape", "grad", "gradcheck", "numerical_grad", "GradcheckError",
     "trace", "Graph", "nn",
     "abs", "add", "clip", "concatenate", "divide", "exp", "expand_dims", "getitem", "leaky_relu",

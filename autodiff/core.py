@@ -1,30 +1,24 @@
-"""The engine: tensors, the registry of differentiable ops, and the backward pass.
+"""The engine: tensors and the backward pass.
 
-Every op — built-in or a user's — is made by :func:`primitive`: a NumPy forward function plus one
-vector-Jacobian product (VJP) per differentiable argument, registered with :func:`defvjp`. Calling
-the op on tensors runs the forward on their arrays and, when some input needs a gradient, records
-the op in the output tensor. ``backward`` walks those records in reverse topological order without
-recursion, calls the VJPs of the inputs that need them, undoes broadcasting in one place
-(:func:`sum_to_shape`), and frees the graph as it goes.
+Every op — built-in or a user's — is made by ``primitive`` (primitives.py): a NumPy forward function
+plus one vector-Jacobian product (VJP) per differentiable argument. Calling the op on tensors runs
+the forward on their arrays and, when some input needs a gradient, records the op in the output
+tensor. ``backward`` walks those records in reverse topological order without recursion, calls the
+VJPs of the inputs that need them, undoes broadcasting in one place (:func:`sum_to_shape`), and
+frees the graph as it goes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import heapq
-import inspect
 import itertools
-import numbers
+import math
 
 import numpy as np
 
 __all__ = [
     "Tensor",
-    "primitive",
-    "defvjp",
-    "defvjp_argnum",
-    "registry",
     "no_grad",
     "enable_grad",
     "is_grad_enabled",
@@ -181,7 +175,8 @@ class Tensor:
     @property
     def operands(self) -> tuple:
         """The arrays the op's forward received, position by position (constants included)."""
-        return self._args or ()
+        # An op run by a float kernel records floats: show them as the arrays NumPy makes of them.
+        return tuple(a if isinstance(a, np.ndarray) else np.asarray(a) for a in self._args or ())
 
     def __len__(self):
         return len(self.data)
@@ -265,7 +260,13 @@ def topological_order(root: Tensor) -> list[Tensor]:
     return sorted(seen, key=lambda t: t._seq)
 
 
-def _accumulate_leaf(t: Tensor, g: np.ndarray, owned: bool) -> None:
+def _accumulate_leaf(t: Tensor, g: np.ndarray | float, owned: bool) -> None:
+    if type(g) is float:  # from a float kernel: t is 0-d float64
+        if t.grad is None:
+            t.grad = np.array(g)
+        else:
+            t.grad += g
+        return
     if t.grad is None:
         if owned and type(g) is np.ndarray and g.dtype == t.data.dtype:
             t.grad = g  # made for this tensor alone by a VJP: no copy needed
@@ -285,7 +286,8 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
 
     Only op outputs are queued; a leaf's gradient is added to its ``.grad`` as each contribution
     arrives (as PyTorch's AccumulateGrad does). A contribution a VJP computed afresh (not its incoming
-    g, output or an argument passed through) may become ``.grad`` without a copy.
+    g, output or an argument passed through) may become ``.grad`` without a copy. Ops recorded by a
+    float kernel (primitives.defscalar) pass Python floats between them.
     """
     if root._args is None:
         raise RuntimeError(_FREED_MESSAGE)
@@ -304,10 +306,23 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
         out, args, kwargs = node.data, node._args, node._kwargs
         if args is None:  # freed by an earlier backward
             raise RuntimeError(_FREED_MESSAGE)
+        on_floats = rule.on_floats
+        if on_floats:
+            g, fout = float(g), out.item()
+        elif type(g) is float:
+            g = np.array(g)
         for i, parent in enumerate(node._parents):
             if parent is None or not parent.requires_grad:
                 continue
-            if rule.vjp_argnum is not None:
+            if on_floats:
+                try:
+                    pg = rule.vjps[i](g, fout, *args)
+                    finite = _isfinite(pg)
+                except ArithmeticError:
+                    finite = False
+                if not finite:  # inf, NaN or a division by zero: NumPy computes it, with its warnings
+                    pg = rule.array.vjps[i](np.array(g), out, *map(np.asarray, args))
+            elif rule.vjp_argnum is not None:
                 pg = rule.vjp_argnum(i, g, out, *args, **kwargs)
             else:
                 vjp = rule.vjps[i] if i < len(rule.vjps) else None
@@ -316,29 +331,45 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
                 pg = vjp(g, out, *args, **kwargs)
             if pg is None:
                 continue
-            pdata = parent.data
-            if pg.shape != pdata.shape:
-                pg = sum_to_shape(pg, pdata.shape)
-            if pg.dtype is not pdata.dtype and pg.dtype != pdata.dtype:
-                pg = pg.astype(pdata.dtype, copy=False)
+            if type(pg) is not float:  # (a float kernel's fits already: its parent is 0-d float64)
+                pdata = parent.data
+                if pg.shape != pdata.shape:
+                    pg = sum_to_shape(pg, pdata.shape)
+                if pg.dtype is not pdata.dtype and pg.dtype != pdata.dtype:
+                    pg = pg.astype(pdata.dtype, copy=False)
             if parent._rule is None:  # a leaf: accumulate now, no need to queue it
-                fresh = type(pg) is np.ndarray and pg.base is None and pg is not g and pg is not out
-                if fresh:
-                    for a in args:
-                        if pg is a:
-                            fresh = False
-                _accumulate_leaf(parent, pg, fresh)
+                _accumulate_leaf(parent, pg, type(pg) is float or _is_fresh(pg, g, out, args))
                 continue
             prev = grads.get(parent)
             if prev is None:
                 grads[parent] = pg
                 push(heap, (-parent._seq, parent))
             else:
-                grads[parent] = prev + pg
+                grads[parent] = _add_grads(prev, pg)
         if not retain_graph:
             node._parents = ()
             node._args = None  # marks the node freed
             node._kwargs = None
+
+
+_isfinite = math.isfinite
+
+
+def _is_fresh(pg, g, out, args) -> bool:
+    """Whether a VJP made pg afresh (not g, the output, an argument or a view of one), so it may
+    become a leaf's .grad without a copy."""
+    if type(pg) is not np.ndarray or pg.base is not None or pg is g or pg is out:
+        return False
+    return all(pg is not a for a in args)
+
+
+def _add_grads(a, b):
+    """Two contributions to one tensor's gradient; floats that overflow are added again by NumPy,
+    which warns as it would have."""
+    total = a + b
+    if type(total) is float and not _isfinite(total):
+        return np.float64(a) + b
+    return total
 
 
 def sum_to_shape(g: np.ndarray, shape: tuple) -> np.ndarray:
@@ -354,147 +385,6 @@ def sum_to_shape(g: np.ndarray, shape: tuple) -> np.ndarray:
     if axes:
         g = np.add.reduce(g, axis=axes, keepdims=True)
     return np.asarray(g).reshape(shape)  # a full reduction gives a NumPy scalar, not an array
-
-
-# --------------------------------------------------------------------------------------------
-# The registry of differentiable operations
-
-
-class Rule:
-    """One registered op: its forward over arrays and the VJP of each differentiable argument."""
-
-    __slots__ = ("name", "forward", "vjps", "vjp_argnum")
-
-    def __init__(self, name, forward):
-        self.name = name
-        self.forward = forward
-        self.vjps: tuple = ()
-        self.vjp_argnum = None
-
-    @property
-    def differentiable(self) -> bool:
-        return self.vjp_argnum is not None or any(v is not None for v in self.vjps)
-
-
-registry: dict[str, Rule] = {}
-
-
-def _coerce_constant(x, like_dtype):
-    """Wrap a non-tensor operand as an array; Python scalars take the tensor's float dtype so a
-    float32 tensor stays float32 (NumPy would otherwise make them float64 0-d arrays)."""
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and like_dtype is not None:
-        if like_dtype.kind == "f" or isinstance(x, numbers.Integral):
-            return np.asarray(x, dtype=like_dtype)
-    return _as_array(x)
-
-
-def _public_signature(forward, variadic: bool) -> inspect.Signature:
-    """The op's call signature: the forward's, except that a variadic forward's ``*arrays`` is one
-    sequence argument followed by its options, as in ``np.concatenate(arrays, axis=0)``."""
-    sig = inspect.signature(forward)
-    if not variadic:
-        return sig
-    params = list(sig.parameters.values())
-    arrays = inspect.Parameter(params[0].name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    rest = [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params[1:]]
-    return sig.replace(parameters=[arrays, *rest])
-
-
-def primitive(name: str, variadic: bool = False):
-    """Decorator: turn ``forward(*arrays, **options) -> ndarray`` into a differentiable op.
-
-    The forward's parameters without a default are its array inputs: the op accepts Tensors, arrays
-    and Python scalars for them (with ``variadic=True`` the forward takes ``*arrays`` and the op one
-    sequence of them, as ``concatenate`` does). Parameters with a default are options (axis, shape,
-    slope...): never differentiated, passed by position or keyword exactly as the forward's signature
-    says, so a forward written with NumPy's parameter order gives NumPy's calls. An ``out`` option
-    only keeps NumPy's positions: ops always return a new Tensor. Register gradients with
-    :func:`defvjp` or :func:`defvjp_argnum`; :data:`registry` lists every op.
-    """
-
-    def decorate(forward):
-        if name in registry:
-            raise ValueError(f"an op named {name!r} is already registered")
-        rule = Rule(name, forward)
-        registry[name] = rule
-        signature = _public_signature(forward, variadic)
-        params = signature.parameters.values()
-        inputs = tuple(p.name for p in params if p.default is p.empty)
-        n_inputs = len(inputs)
-        # Options that may arrive as keywords without binding the full signature (the fast path).
-        plain_options = frozenset(p.name for p in params if p.default is not p.empty) - {"out"}
-
-        def run(parents, arrays, needs_grad, kwargs):
-            try:
-                out = forward(*arrays, **kwargs)
-            except (ValueError, IndexError) as e:  # NumPy's words for operands that do not fit
-                shapes = " and ".join(str(np.shape(a)) for a in arrays)
-                raise type(e)(f"{name}: cannot apply to shapes {shapes}: {e}") from None
-            except TypeError as e:
-                raise TypeError(f"{name}: {e}") from None
-            if type(out) is not np.ndarray:
-                out = np.asarray(out)
-            if needs_grad and _GradMode.enabled and out.dtype.kind == "f":
-                return Tensor._result(out, rule, parents, arrays, kwargs)
-            return Tensor._constant(out)
-
-        def apply(tensors, kwargs):
-            arrays = []
-            needs_grad = False
-            for t in tensors:
-                if not isinstance(t, Tensor):
-                    return apply_mixed(tensors, kwargs)
-                arrays.append(t.data)
-                if t.requires_grad:
-                    needs_grad = True
-            return run(tuple(tensors), tuple(arrays), needs_grad, kwargs)
-
-        def apply_mixed(tensors, kwargs):
-            """Some arguments are constants: wrap them as arrays of the tensors' dtype."""
-            like = next((t.data.dtype for t in tensors if isinstance(t, Tensor)), None)
-            parents = tuple(t if isinstance(t, Tensor) else None for t in tensors)
-            arrays = tuple(t.data if p is not None else _coerce_constant(t, like)
-                           for t, p in zip(tensors, parents, strict=True))
-            needs_grad = any(p is not None and p.requires_grad for p in parents)
-            return run(parents, arrays, needs_grad, kwargs)
-
-        def bind(args, kwargs):
-            """Any other call form: split it by the signature into inputs and options."""
-            try:
-                bound = signature.bind(*args, **kwargs).arguments
-            except TypeError as e:
-                raise TypeError(f"{name}: {e}") from None
-            if bound.pop("out", None) is not None:
-                raise TypeError(f"{name}: out= is not supported; autodiff ops return a new Tensor")
-            tensors = [bound.pop(n) for n in inputs]
-            return tensors, bound
-
-        @functools.wraps(forward)
-        def op(*args, **kwargs):
-            if len(args) != n_inputs or (kwargs and not kwargs.keys() <= plain_options):
-                args, kwargs = bind(args, kwargs)
-            if variadic:
-                return apply(list(args[0]), kwargs)
-            return apply(args, kwargs)
-
-        op.__signature__ = signature
-        op.rule = rule
-        return op
-
-    return decorate
-
-
-def defvjp(op, *vjps) -> None:
-    """Register one VJP per positional argument: ``vjp(g, out, *args, **kwargs) -> grad`` (None for
-    an argument that is not differentiable). Return the gradient in the result's broadcast shape if
-    convenient: the engine sums it down to the argument's shape."""
-    op.rule.vjps = tuple(vjps)
-
-
-def defvjp_argnum(op, vjp) -> None:
-    """Register ``vjp(argnum, g, out, *args, **kwargs) -> grad`` for every argument at once
-    (for variadic ops such as concatenate)."""
-    op.rule.vjp_argnum = vjp
 
 
 # --------------------------------------------------------------------------------------------

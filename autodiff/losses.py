@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops
-from .core import Tensor, defvjp, primitive
+from .core import Tensor
+from .primitives import defvjp, primitive
 
 
 def _batch(d):

@@ -1,5 +1,6 @@
 """The built-in ops, each defined through the same public extension point users have
-(:func:`autodiff.primitive` + :func:`autodiff.defvjp`), its gradient written next to its forward.
+(:func:`autodiff.primitive` + :func:`autodiff.defvjp`), its gradient written next to its forward;
+:func:`autodiff.defscalar` marks the few whose arithmetic also runs on Python floats (0-d float64).
 
 A VJP receives the incoming gradient ``g`` (shaped like the op's output), the output ``out`` and
 the op's arguments, and returns the gradient for one argument. It may return it in the broadcast
@@ -13,7 +14,8 @@ import math
 
 import numpy as np
 
-from .core import Tensor, defvjp, defvjp_argnum, primitive
+from .core import Tensor
+from .primitives import defscalar, defvjp, defvjp_argnum, primitive
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -50,6 +52,7 @@ def add(a, b, /, out=None):
 
 
 defvjp(add, lambda g, out, a, b: g, lambda g, out, a, b: g)
+defscalar(add)
 
 
 @primitive("subtract")
@@ -58,6 +61,7 @@ def subtract(a, b, /, out=None):
 
 
 defvjp(subtract, lambda g, out, a, b: g, lambda g, out, a, b: -g)
+defscalar(subtract)
 
 
 @primitive("multiply")
@@ -66,6 +70,7 @@ def multiply(a, b, /, out=None):
 
 
 defvjp(multiply, lambda g, out, a, b: g * b, lambda g, out, a, b: g * a)
+defscalar(multiply)
 
 
 @primitive("divide")
@@ -74,6 +79,7 @@ def divide(a, b, /, out=None):
 
 
 defvjp(divide, lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b)
+defscalar(divide)
 
 
 @primitive("negative")
@@ -82,6 +88,7 @@ def negative(a, /, out=None):
 
 
 defvjp(negative, lambda g, out, a: -g)
+defscalar(negative)
 
 
 @primitive("power")
@@ -231,6 +238,8 @@ def relu(x):
 
 # sign(out) is the 0/1 mask x > 0 without a bool-to-float cast (a NaN input gives a NaN gradient).
 defvjp(relu, lambda g, out, x: g * np.sign(out))
+# On finite floats: np.maximum(x, 0.0) gives +0.0 for x = -0.0 too, and sign(out) is 1.0 or 0.0.
+defscalar(relu, lambda x: x if x > 0.0 else 0.0, lambda g, out, x: g * (1.0 if out > 0.0 else 0.0))
 
 
 @primitive("leaky_relu")
@@ -460,21 +469,22 @@ def _shape_arg(shape):
 
 def _install_methods():
     T = Tensor
-    T.__add__ = lambda a, b: add(a, b)
+    # The ops themselves are the methods (a + b calls add(a, b)): no extra call per operator.
+    T.__add__ = add
     T.__radd__ = lambda a, b: add(b, a)
-    T.__sub__ = lambda a, b: subtract(a, b)
+    T.__sub__ = subtract
     T.__rsub__ = lambda a, b: subtract(b, a)
-    T.__mul__ = lambda a, b: multiply(a, b)
+    T.__mul__ = multiply
     T.__rmul__ = lambda a, b: multiply(b, a)
-    T.__truediv__ = lambda a, b: divide(a, b)
+    T.__truediv__ = divide
     T.__rtruediv__ = lambda a, b: divide(b, a)
     T.__pow__ = lambda a, b: power(a, b)
     T.__rpow__ = lambda a, b: power(b, a)
-    T.__matmul__ = lambda a, b: matmul(a, b)
+    T.__matmul__ = matmul
     T.__rmatmul__ = lambda a, b: matmul(b, a)
-    T.__neg__ = lambda a: negative(a)
+    T.__neg__ = negative
     T.__pos__ = lambda a: a
-    T.__abs__ = lambda a: abs(a)
+    T.__abs__ = abs
     T.__getitem__ = lambda a, index: getitem(a, index=_index(index))
     # Comparisons give boolean tensors (for masks and where); == stays identity so tensors can
     # live in sets and lists.
