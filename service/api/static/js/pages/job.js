@@ -177,6 +177,11 @@ export class JobPage {
     if (RESUMABLE.has(job.status)) {
       actions.append(h("button", { type: "button", "data-action": "resume", onclick: () => this.act("resume") }, "Resume"));
     }
+    // the server's rule (domain.can_delete): only a finished job; a running one is cancelled first
+    const deletable = TERMINAL.has(job.status);
+    actions.append(h("button", { type: "button", class: "danger", "data-action": "delete", disabled: !deletable,
+      title: deletable ? "Delete this job and everything it recorded" : "Only a finished job can be deleted: cancel it first",
+      onclick: () => this.remove() }, "Delete"));
     if (job.steps_done > 0) {
       actions.append(h("a", { class: "button", href: `#/jobs/${this.id}/steps/0` }, "Step 0 ›"),
         h("a", { class: "button", href: `#/jobs/${this.id}/steps/${job.steps_done - 1}` }, "Last step ›"));
@@ -239,6 +244,19 @@ export class JobPage {
     } catch (e) {
       this.actionMessage.textContent = `${action}: ${e.message}`;
     }
+  }
+
+  /** Delete the job once the user confirms, then back to the job list; a refusal (409) is shown. */
+  async remove() {
+    const what = `job #${this.id}${this.job.name ? ` (${this.job.name})` : ""}`;
+    if (!window.confirm(`Delete ${what} and everything it recorded? This cannot be undone.`)) return;
+    try {
+      await api(`/jobs/${this.id}`, { method: "DELETE" });
+    } catch (e) {
+      this.actionMessage.textContent = `delete: ${e.message}`;
+      return;
+    }
+    location.hash = "#/";
   }
 
   // --- data --------------------------------------------------------------------------------
