@@ -308,7 +308,9 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
             raise RuntimeError(_FREED_MESSAGE)
         on_floats = rule.on_floats
         if on_floats:
-            g, fout = float(g), out.item()
+            fout = out.item()
+            if type(g) is not float:
+                g = float(g)
         elif type(g) is float:
             g = np.array(g)
         for i, parent in enumerate(node._parents):

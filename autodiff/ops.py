@@ -238,8 +238,8 @@ def relu(x):
 
 # sign(out) is the 0/1 mask x > 0 without a bool-to-float cast (a NaN input gives a NaN gradient).
 defvjp(relu, lambda g, out, x: g * np.sign(out))
-# On finite floats: np.maximum(x, 0.0) gives +0.0 for x = -0.0 too, and sign(out) is 1.0 or 0.0.
-defscalar(relu, lambda x: x if x > 0.0 else 0.0, lambda g, out, x: g * (1.0 if out > 0.0 else 0.0))
+# As np.maximum(x, 0.0): NaN stays NaN and -0.0 gives +0.0; sign(out) of a finite out is 1.0 or 0.0.
+defscalar(relu, lambda x: 0.0 if x <= 0.0 else x, lambda g, out, x: g * (1.0 if out > 0.0 else 0.0))
 
 
 @primitive("leaky_relu")

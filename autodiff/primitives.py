@@ -58,8 +58,10 @@ registry: dict[str, Rule] = {}
 def _coerce_constant(x, like_dtype):
     """Wrap a non-tensor operand as an array; Python scalars take the tensor's float dtype so a
     float32 tensor stays float32 (NumPy would otherwise make them float64 0-d arrays)."""
-    if isinstance(x, numbers.Number) and not isinstance(x, bool) and like_dtype is not None:
-        if like_dtype.kind == "f" or isinstance(x, numbers.Integral):
+    kind = type(x)  # (float and int first: the ABC checks cost more than the conversion)
+    number = kind is float or kind is int or (isinstance(x, numbers.Number) and kind is not bool)
+    if number and like_dtype is not None:
+        if like_dtype.kind == "f" or kind is int or isinstance(x, numbers.Integral):
             return np.asarray(x, dtype=like_dtype)
     return _as_array(x)
 
@@ -128,11 +130,17 @@ def primitive(name: str, variadic: bool = False):
         def apply_mixed(tensors, kwargs):
             """Some arguments are constants: wrap them as arrays of the tensors' dtype."""
             like = next((t.data.dtype for t in tensors if isinstance(t, Tensor)), None)
-            parents = tuple(t if isinstance(t, Tensor) else None for t in tensors)
-            arrays = tuple(t.data if p is not None else _coerce_constant(t, like)
-                           for t, p in zip(tensors, parents, strict=True))
-            needs_grad = any(p is not None and p.requires_grad for p in parents)
-            return run(parents, arrays, needs_grad, kwargs)
+            parents, arrays = [], []
+            needs_grad = False
+            for t in tensors:
+                if isinstance(t, Tensor):
+                    parents.append(t)
+                    arrays.append(t.data)
+                    needs_grad = needs_grad or t.requires_grad
+                else:
+                    parents.append(None)
+                    arrays.append(_coerce_constant(t, like))
+            return run(tuple(parents), tuple(arrays), needs_grad, kwargs)
 
         def bind(args, kwargs):
             """Any other call form: split it by the signature into inputs and options."""
@@ -181,9 +189,10 @@ def defscalar(op, forward=None, *vjps) -> None:
     """Give an op kernels on Python floats, for calls without options whose inputs are all 0-d
     float64 tensors or Python floats and ints: NumPy spends about twenty times longer on a 0-d array
     than the arithmetic takes. A kernel must do the same IEEE double operations as the array forward
-    (or VJP) does, so results stay bit-identical; it runs only on finite values with a finite result
-    (NaN, inf and division by zero stay NumPy's, warnings included). Without kernels, the op's own
-    forward and VJPs (registered first) are used: right when they are plain arithmetic."""
+    (or VJP) does, so results stay bit-identical. Only a finite result is kept: otherwise (and on a
+    division by zero) NumPy computes it again, so NaN, inf and NumPy's warnings stay NumPy's. Without
+    kernels, the op's own forward and VJPs (registered first) are used: right when they are plain
+    arithmetic."""
     rule = op.rule
     rule.scalar = FloatRule(rule, forward or rule.forward, vjps or rule.vjps)
 
@@ -215,8 +224,6 @@ def _run_on_floats(rule: FloatRule, inputs, kwargs):
                 return None
             parents.append(None)
         else:
-            return None
-        if not _isfinite(value):
             return None
         values.append(value)
     if not tensors:  # numbers alone keep NumPy's dtypes (ints stay ints)

@@ -9,9 +9,10 @@ import pytest
 import autodiff as ad
 
 RNG = np.random.default_rng(7)
-# Values of every magnitude and sign, zeros of both signs, and ties for relu's kink.
+# Values of every magnitude and sign, zeros of both signs, the kink of relu, inf and NaN.
 VALUES = np.concatenate([RNG.standard_normal(40), RNG.standard_normal(20) * 1e150,
-                         RNG.standard_normal(20) * 1e-150, [0.0, -0.0, 1.0, -1.0, 5.0]])
+                         RNG.standard_normal(20) * 1e-150, [0.0, -0.0, 1.0, -1.0, 5.0],
+                         [np.inf, -np.inf, np.nan]])
 
 
 def lecture(w1, b1, w2, b2):
