@@ -227,7 +227,9 @@ class Tensor:
                     f"backward() without a gradient needs a scalar output, this one has shape "
                     f"{self.shape}; pass grad= an array of that shape"
                 )
-            grad = np.array(1, dtype=self.data.dtype).reshape(self.data.shape)
+            grad = np.array(1, dtype=self.data.dtype)
+            if self.data.ndim:  # (a reshape costs more than the 0-d array it would not change)
+                grad = grad.reshape(self.data.shape)
         else:
             grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if grad.shape != self.shape:
