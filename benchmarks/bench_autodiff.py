@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/bench_autodiff.py [--quick]
 
-Prints ratios; absolute times on a shared machine mean little. Targets (issue 2):
+Prints ratios; absolute times on a shared machine mean little. Targets:
   MLP training step             <= 1.15x hand-written NumPy
-  lecture graph fwd+bwd         >= 3x faster than PyTorch eager
+  lecture graph fwd+bwd         >= 3x faster than PyTorch eager (matrix form, and scalar form)
   no_grad forward               <= 1.3x bare NumPy
   backprop vs bumping           N + P against N x P growth
 """
@@ -181,14 +181,55 @@ def lecture_benchmark():
         fns["torch"] = torch_eager
     except ImportError:
         pass
+    _against_torch("lecture graph (t1 z1 a1 t2 z2 a2 J), forward + backward, per iteration", fns)
+
+
+def _against_torch(title, fns):
     t = interleaved(fns, rounds=3 if QUICK else 6)
-    print("lecture graph (t1 z1 a1 t2 z2 a2 J), forward + backward, per iteration")
+    print(title)
     print(f"  autodiff {t['autodiff'] * 1e6:8.1f} us")
     if "torch" in t:
         print(f"  torch    {t['torch'] * 1e6:8.1f} us   autodiff is {t['torch'] / t['autodiff']:.2f}x faster"
               "  (target >= 3x)")
     else:
-        print("  torch not importable; the issue quotes 150-290 us for PyTorch eager on this machine kind")
+        print("  torch not importable (run under a Python that has it, with PYTHONPATH=.)")
+
+
+def lecture_scalar_benchmark():
+    """The same graph written with scalar elementwise ops on 0-d tensors, as a lecture writes it."""
+    w1, b1, w2, b2 = (ad.Tensor(v, requires_grad=True) for v in (2.0, 0.0, 3.0, 1.0))
+    params = (w1, b1, w2, b2)
+    relu = ad.relu
+
+    def ours():
+        J = 0.5 * (relu(w2 * relu(w1 * 1.0 + b1) + b2) - 5.0) ** 2
+        J.backward()
+        for p in params:
+            p.grad = None
+
+    J = 0.5 * (relu(w2 * relu(w1 * 1.0 + b1) + b2) - 5.0) ** 2  # a1 = 2, a2 = 7, J = 2
+    J.backward()
+    assert J.item() == 2.0 and [p.grad.item() for p in params] == [6.0, 6.0, 4.0, 2.0], "wrong gradients"
+    for p in params:
+        p.grad = None
+    fns = {"autodiff": ours}
+    try:
+        import torch
+
+        tparams = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (2.0, 0.0, 3.0, 1.0)]
+        tw1, tb1, tw2, tb2 = tparams
+
+        def torch_eager():
+            J = 0.5 * (torch.relu(tw2 * torch.relu(tw1 * 1.0 + tb1) + tb2) - 5.0) ** 2
+            J.backward()
+            for p in tparams:
+                p.grad = None
+
+        fns["torch"] = torch_eager
+    except ImportError:
+        pass
+    _against_torch("lecture graph, scalar form: 0.5 * (relu(w2 * relu(w1 * 1.0 + b1) + b2) - 5.0) ** 2 "
+                   "on 0-d tensors, forward + backward", fns)
 
 
 # --- 3. Backprop vs bumping each parameter ---------------------------------------------------
@@ -243,5 +284,7 @@ if __name__ == "__main__":
     mlp_step_benchmark()
     print()
     lecture_benchmark()
+    print()
+    lecture_scalar_benchmark()
     print()
     backprop_vs_bumping()
