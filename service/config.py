@@ -99,7 +99,10 @@ class Settings(_FromEnvironment):
     small_model_params: int = 10_000    # GRADBOOK_SMALL_MODEL_PARAMS: snapshot every step up to this size
     large_snapshot_every: int = 100     # GRADBOOK_LARGE_SNAPSHOT_EVERY: least default for bigger models
     checkpoint_every: int = 100         # GRADBOOK_CHECKPOINT_EVERY: default when the spec gives none ...
-    checkpoint_seconds: float = 10.0    # GRADBOOK_CHECKPOINT_SECONDS: ... and then at most this often
+    checkpoint_seconds: float = 1.0     # GRADBOOK_CHECKPOINT_SECONDS: ... and then at most this often
+                                        # (a step without a snapshot replays from one: about this long)
+    snapshot_budget_mb: float = 64.0    # GRADBOOK_SNAPSHOT_BUDGET_MB: snapshots and replay checkpoints
+                                        # per job, when the spec gives no snapshot_budget_mb
     keep_checkpoints: int = 2           # GRADBOOK_KEEP_CHECKPOINTS: the newest ones kept per job
     flush_rows: int = 2_000             # GRADBOOK_FLUSH_ROWS: history rows buffered before a write
     flush_seconds: float = 0.5          # GRADBOOK_FLUSH_SECONDS: longest time a step waits to be written

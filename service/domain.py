@@ -41,6 +41,40 @@ class Checkpoint:
     meta: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SnapshotBudget:
+    """Which steps of a job keep their stored state, so that a job's storage stays bounded however
+    long it runs.
+
+    A snapshot (every parameter and its gradient, in full) is kept every ``every`` steps while the job
+    is young. Once that many would exceed ``capacity``, the spacing doubles and the snapshots off
+    the wider grid are dropped ("thinning"), so a job never holds more than ``capacity`` of them.
+    The checkpoints kept as replay points follow the same spacing (the first of each block of
+    ``spacing`` steps, plus the newest ones a resume needs): any step is replayed from the nearest
+    stored state before it. The writer thins and the recorder asks :meth:`keeps`; both derive the
+    spacing from the step count alone, so a resumed run keeps exactly what an uninterrupted one would.
+    """
+
+    every: int      # the spacing while the job is young
+    capacity: int   # snapshots (each with a checkpoint's room) the budget holds
+
+    @classmethod
+    def of(cls, every: int, budget_bytes: int, bytes_per_snapshot: int) -> SnapshotBudget:
+        return cls(every, max(1, budget_bytes // max(1, bytes_per_snapshot)))
+
+    def spacing(self, steps: int) -> int:
+        """The spacing once ``steps`` steps are recorded: ``every`` doubled until the grid's points
+        among them fit in the capacity."""
+        k = self.every
+        while -(-steps // k) > self.capacity:
+            k *= 2
+        return k
+
+    def keeps(self, step: int) -> bool:
+        """Whether step ``step`` stores a snapshot (while the run is at that step)."""
+        return step % self.spacing(step + 1) == 0
+
+
 # --- what may be done to a job, by status ---------------------------------------------------------------
 # A queued job is waiting for its server's executor (which starts it when the server starts), so it is
 # not resumable: a resume would run it twice. Only an interrupted job continues from its checkpoint.

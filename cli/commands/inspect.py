@@ -77,7 +77,7 @@ def gradients(
 def graph(
     preset: Annotated[str | None, typer.Option(help="Graph of a preset's model at step 0.")] = None,
     job_id: Annotated[int | None, typer.Option("--job", help="Graph of a job's model at --step.")] = None,
-    step: Annotated[int, typer.Option(min=0, help="Recorded step (with a parameter snapshot).")] = 0,
+    step: Annotated[int, typer.Option(min=0, help="Recorded step (one without a snapshot is replayed).")] = 0,
     fmt: Annotated[GraphFormat, typer.Option("--format", help="text, dot or json.")] = GraphFormat.text,
     database_url: DatabaseUrl = None, url: Url = None, token: Token = None,
 ):
@@ -101,7 +101,7 @@ def graph(
 
 def verify(
     job_id: JobNumber,
-    step: Annotated[int, typer.Option(min=0, help="Recorded step with a snapshot.")] = 0,
+    step: Annotated[int, typer.Option(min=0, help="Recorded step (one without a snapshot is replayed).")] = 0,
     eps: Annotated[float, typer.Option(min=1e-12, help="Bump size.")] = 1e-6,
     as_json: JsonFlag = False,
     database_url: DatabaseUrl = None, url: Url = None, token: Token = None,

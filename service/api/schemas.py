@@ -131,6 +131,14 @@ class ParamStats(BaseModel):
     nonfinite: int | None
 
 
+class Replayed(BaseModel):
+    from_step: int = Field(description="The stored state the replay started from (a checkpoint, or 0).")
+    steps: int = Field(description="Training steps replayed to reach this one.")
+    seconds: float
+    matches_record: bool = Field(description="The replay reproduced the recorded loss and gradient "
+                                             "statistics bit for bit.")
+
+
 class StepRecord(BaseModel):
     job_id: int
     step: int
@@ -141,9 +149,12 @@ class StepRecord(BaseModel):
     val_accuracy: float | None = None
     stats: dict[str, ParamStats] | None = Field(None, description="Per-parameter gradient statistics.")
     gradients: dict[str, list[Any]] | None = Field(
-        None, description="Parameter name -> gradient as nested lists (only at snapshot steps).")
+        None, description="Parameter name -> gradient as nested lists.")
     params: dict[str, list[Any]] | None = Field(
-        None, description="Parameter name -> value before the update, nested lists (only at snapshot steps).")
+        None, description="Parameter name -> value before the update, nested lists.")
+    replayed: Replayed | None = Field(
+        None, description="How the arrays were recomputed, when the step's snapshot was not kept (null: read "
+                          "from its snapshot).")
 
 
 class VerifyOut(BaseModel):
@@ -158,6 +169,8 @@ class VerifyOut(BaseModel):
     numerical_seconds: float
     forward_passes: int
     recorded_vs_replayed: float | None
+    replayed: Replayed | None = Field(None, description="How the step's parameters were recomputed, when its "
+                                                        "snapshot was not kept (null: from its snapshot).")
 
 
 class GraphNode(BaseModel):

@@ -30,7 +30,8 @@ class Plan:
     batch_size: int
     batches_per_epoch: int
     total_steps: int
-    snapshot_every: int
+    snapshot_every: int       # snapshot spacing while the job is young (see domain.SnapshotBudget)
+    snapshot_budget: int      # bytes of snapshots and replay checkpoints the job may keep
     checkpoint_every: int
     checkpoint_seconds: float  # least time between checkpoints (0 when the spec sets checkpoint_every)
 
@@ -112,6 +113,7 @@ def make_plan(spec, resolve_dataset=None) -> Plan:
     return Plan(spec=spec, train=train, val=val, sizes=sizes, n_params=n_params, batch_size=batch_size,
                 batches_per_epoch=batches_per_epoch, total_steps=total,
                 snapshot_every=spec.snapshot_every or default_snapshot_every(n_params),
+                snapshot_budget=int((spec.snapshot_budget_mb or limits.snapshot_budget_mb) * 2**20),
                 checkpoint_every=spec.checkpoint_every or limits.checkpoint_every,
                 checkpoint_seconds=0.0 if spec.checkpoint_every else limits.checkpoint_seconds)
 
@@ -119,8 +121,8 @@ def make_plan(spec, resolve_dataset=None) -> Plan:
 def default_snapshot_every(n_params: int) -> int:
     """Every step up to GRADBOOK_SMALL_MODEL_PARAMS parameters; beyond, every K steps with K the
     smallest of 1, 2, 5 x 10^k that is at least GRADBOOK_LARGE_SNAPSHOT_EVERY and n_params / 500, so
-    that snapshots (gradients and parameters) average at most about 1,000 stored values a step:
-    8 KB a step, 8 GB over a million steps, whatever the model's size."""
+    that writing snapshots costs at most about 1,000 stored values a step whatever the model's size
+    (the snapshot budget then bounds how many are kept)."""
     limits = settings()
     if n_params <= limits.small_model_params:
         return 1

@@ -1,6 +1,7 @@
 """What one training step records: its loss, learning rate, global gradient norm, per-parameter
-gradient statistics, validation loss when due, and every K steps a snapshot of the gradients and
-parameters, handed to a writer (a store HistoryWriter) before the optimizer's update.
+gradient statistics, validation loss when due, and at the steps the snapshot budget keeps a
+snapshot of the gradients and parameters, handed to a writer (a store HistoryWriter) before the
+optimizer's update.
 
     recorder = Recorder(params, optimizer, plan, evaluate)
     grad_norm = recorder.record(writer, step, loss)       # after backward, before optimizer.step()
@@ -15,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 import optim
-from service.domain import STAT_SERIES
+from service.domain import STAT_SERIES, SnapshotBudget
 from service.jobs.data import Dataset
 from service.jobs.plan import Plan
 
@@ -106,6 +107,16 @@ class Recorder:
         self.stats = GradStats(sizes)
         self._flat_views: tuple[list, np.ndarray] | None = None  # gradient views known to tile a buffer
         self._splits = np.cumsum(sizes)[:-1]  # where each parameter's segment of the flat buffer ends
+        self.snapshots = snapshot_budget(plan, optimizer)
+        self._spacing = (0, 0)  # (spacing, the step count it holds up to): keeps() asked once per doubling
+
+    def keeps_snapshot(self, step: int) -> bool:
+        """Whether step ``step`` stores a snapshot (see domain.SnapshotBudget)."""
+        spacing, until = self._spacing
+        if step >= until:
+            spacing = self.snapshots.spacing(step + 1)
+            self._spacing = (spacing, spacing * self.snapshots.capacity)
+        return step % spacing == 0
 
     def flat_gradients(self) -> np.ndarray:
         """All gradients as one flat array in parameter order. After ``gather_grads`` the optimizer
@@ -137,13 +148,21 @@ class Recorder:
             val_loss, val_acc = self.evaluate(plan.val)
         writer.add_step(step, loss, current_lr(self.optimizer), grad_norm, stats,
                         val_loss=val_loss, val_accuracy=val_acc)
-        if step % plan.snapshot_every == 0:
+        if self.keeps_snapshot(step):
             # views are enough: the writer encodes the bytes at once, before the update
             grads = np.split(g, self._splits)
             writer.add_snapshot(step, {n: gr.reshape(self.params[n].shape)
                                        for n, gr in zip(self.names, grads, strict=True)},
                                 {n: p.data for n, p in self.params.items()})
         return grad_norm
+
+
+def snapshot_budget(plan: Plan, optimizer: optim.Optimizer) -> SnapshotBudget:
+    """The plan's budget in snapshots: each kept step may hold a snapshot (parameters and gradients)
+    and a replay checkpoint (parameters and the optimizer's per-element state arrays)."""
+    state = max((len(type(optimizer).state_keys(group)) for group in optimizer.param_groups), default=0)
+    per_step = plan.n_params * plan.dtype.itemsize * (3 + state)
+    return SnapshotBudget.of(plan.snapshot_every, plan.snapshot_budget, per_step)
 
 
 def _laid_out_in_order(arrays: list, base: np.ndarray) -> bool:

@@ -1,10 +1,14 @@
 """A recorded step replayed: its computation graph, and the numerical check of its gradient.
 
-The graph is the lecture's diagram, every node with its value and derivative: for a preset, the
-initial parameters at step 0; for a job, the parameters of a recorded snapshot and the very
-minibatch that step used, so its output J equals the recorded loss.
+Any recorded step can be replayed: from its snapshot when one is kept, else from the nearest stored
+state before it (see :func:`state_at`), which the snapshot budget keeps within about a second of
+training.
 
-The check is the lecture's other method: from the same snapshot and batch, the numerical gradient
+The graph is the lecture's diagram, every node with its value and derivative: for a preset, the
+initial parameters at step 0; for a job, the parameters step s started from and the very minibatch
+that step used, so its output J equals the recorded loss.
+
+The check is the lecture's other method: from the same parameters and batch, the numerical gradient
 (J(θ + ε e_k) − J(θ − ε e_k)) / 2ε is computed for every parameter entry k in float64 and compared
 with the backprop gradient recorded at step s. Backprop costs one forward and one backward pass;
 bumping costs two forwards per parameter, which the timings in the report make visible.
@@ -22,45 +26,76 @@ import numpy as np
 
 import autodiff as ad
 from service.config import settings
+from service.domain import STAT_SERIES
 from service.jobs import presets
+from service.jobs.errors import SpecError
 from service.jobs.plan import make_plan
 from service.jobs.spec import parse_spec
 from service.jobs.trainer import Trainer
 
 
 class GraphError(ValueError):
-    """The graph cannot be shown (too large, no snapshot at that step, unknown job)."""
+    """The graph cannot be shown (too large, no such step, unknown job)."""
 
 
-def nearest_snapshots(store, job_id: int, step: int) -> str:
-    """"the nearest snapshots are at steps 100 and 200" (or that there are none)."""
-    before = []
-    for window in (1_000, 1_000_000, None):  # steps come ascending: look back a little first
-        lo = 0 if window is None else max(0, step - window)
-        before = store.snapshot_steps(job_id, lo, step, limit=window or 10**9)[-1:]
-        if before or lo == 0:
-            break
-    after = store.snapshot_steps(job_id, step, None, limit=1)
-    near = before + after
-    if not near:
-        return "this job has no snapshots"
-    return "the nearest snapshots are at step " + " and ".join(str(s) for s in near)
+class ReplayError(ValueError):
+    """A step cannot be read or replayed (unknown job, no such step, a spec that no longer plans)."""
 
 
-def snapshot_at(store, job_id: int, step: int, error: type[Exception], resolve_dataset=None,
-                with_gradients: bool = False) -> tuple[Trainer, dict]:
-    """The job's trainer and the record of step ``step``, which must hold a parameter snapshot (and
-    a gradient one when asked); otherwise ``error`` saying why and where the nearest snapshots are."""
+def step_record(store, job_id: int, step: int, resolve_dataset=None) -> dict:
+    """Everything recorded at step ``step`` (``store.step``'s record) with the ``params`` the step
+    started from and its ``gradients``: from the step's snapshot, or replayed (see :func:`state_at`)."""
+    job, record = _recorded(store, job_id, step, ReplayError)
+    if "params" in record and "gradients" in record:
+        return {**record, "replayed": None}
+    return state_at(store, job_id, step, ReplayError, resolve_dataset, (job, record))[1]
+
+
+def state_at(store, job_id: int, step: int, error: type[Exception], resolve_dataset=None,
+             recorded: tuple[dict, dict] | None = None) -> tuple[Trainer, dict]:
+    """The job's trainer at step ``step`` and :func:`step_record`'s answer: the snapshot's arrays,
+    or the step replayed from the nearest stored state before it (a replay checkpoint, or the initial
+    parameters). Training is deterministic, so a replay gives what a snapshot would hold, bit for
+    bit; ``replayed`` says from which step, how many steps it took and whether it reproduced the
+    recorded loss and gradient statistics exactly (None when the snapshot was read). ``error`` when
+    the step was not recorded or the job's spec no longer plans."""
+    job, record = recorded or _recorded(store, job_id, step, error)
+    try:
+        trainer = Trainer(make_plan(parse_spec(job["spec"]), resolve_dataset))
+    except SpecError as e:
+        raise error(f"job {job_id} cannot be replayed: {e}") from None
+    if "params" in record and "gradients" in record:
+        return trainer, {**record, "replayed": None}
+    t0 = time.perf_counter()
+    checkpoint = store.last_checkpoint(job_id, at_or_before=step)
+    start = 0 if checkpoint is None else trainer.restore(checkpoint)
+    trainer.run(None, start, end=step)
+    # the step itself, as the training loop records it: the loss and gradients at its batch
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss = trainer.loss(*trainer.batch(step))
+    loss.backward()
+    trainer.optimizer.gather_grads()
+    stats, _ = trainer.recorder.stats(trainer.recorder.flat_gradients())
+    stored = [[record["stats"][n][k] for k in STAT_SERIES] for n in trainer.names]
+    recorded = np.array([[np.nan if v is None else v for v in row] for row in stored])
+    matches = (np.array_equal(np.float64(loss.data), np.float64(record["loss"]), equal_nan=True)
+               and np.array_equal(stats, recorded, equal_nan=True))
+    params = {n: p.data.copy() for n, p in trainer.params.items()}
+    gradients = {n: np.array(p.grad, copy=True) for n, p in trainer.params.items()}
+    replayed = {"from_step": start, "steps": step - start, "seconds": time.perf_counter() - t0,
+                "matches_record": bool(matches)}
+    return trainer, {**record, "params": params, "gradients": gradients, "replayed": replayed}
+
+
+def _recorded(store, job_id: int, step: int, error: type[Exception]) -> tuple[dict, dict]:
+    """The job and its record of step ``step``."""
     job = store.get_job(job_id)
     if job is None:
         raise error(f"no job {job_id}")
     record = store.step(job_id, step)
-    if record is None:
+    if record is None or "loss" not in record:
         raise error(f"job {job_id} has no recorded step {step} (it has {job['steps_done']} steps)")
-    if not record.get("params") or (with_gradients and not record.get("gradients")):
-        raise error(f"job {job_id} has no snapshot at step {step} to start from; "
-                    + nearest_snapshots(store, job_id, step))
-    return Trainer(make_plan(parse_spec(job["spec"]), resolve_dataset)), record
+    return job, record
 
 
 def preset_graph(name: str) -> ad.Graph:
@@ -69,7 +104,7 @@ def preset_graph(name: str) -> ad.Graph:
 
 
 def job_graph(store, job_id: int, step: int, resolve_dataset=None) -> ad.Graph:
-    trainer, record = snapshot_at(store, job_id, step, GraphError, resolve_dataset)
+    trainer, record = state_at(store, job_id, step, GraphError, resolve_dataset)
     trainer.set_params(record["params"])
     return step_graph(trainer, step)
 
@@ -97,7 +132,7 @@ REL_FLOOR = 1e-8  # denominators below this are treated as this: both gradients 
 
 
 class VerifyError(ValueError):
-    """The step cannot be verified (no snapshot there, model too large, unknown job)."""
+    """The step cannot be verified (no such step, model too large, unknown job)."""
 
 
 @dataclass
@@ -110,12 +145,14 @@ class VerifyReport:
     max_abs_error: float            # max |backprop − numerical|: bumping's own error is ~1e-10 at eps 1e-6,
     worst_param: str                # which dominates the relative error of entries far below the rest
     per_param: dict                 # name -> largest relative error of that parameter
-    backprop_seconds: float         # one forward and backward pass at the snapshot
+    backprop_seconds: float         # one forward and backward pass at the step's parameters
     numerical_seconds: float        # 2 × n_params forward passes
     forward_passes: int
-    recorded_vs_replayed: float     # max |recorded − recomputed backprop|: 0 when the history is exact
+    recorded_vs_replayed: float     # max |snapshot gradient − recomputed backprop|: 0 when the history is
+                                    # exact (and by construction at a replayed step: see `replayed`)
     kink_inputs: int                # ReLU inputs within eps of 0, where bumping sees a slope of about 1/2
                                     # and backprop the subgradient: errors there are not backprop's
+    replayed: dict | None = None    # how the step's parameters were recomputed (None: from its snapshot)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,7 +165,7 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def verify_step(store, job_id: int, step: int, eps: float = 1e-6, resolve_dataset=None) -> VerifyReport:
-    trainer, record = snapshot_at(store, job_id, step, VerifyError, resolve_dataset, with_gradients=True)
+    trainer, record = state_at(store, job_id, step, VerifyError, resolve_dataset)
     limit = settings().verify_max_params
     if trainer.plan.n_params > limit:
         raise VerifyError(f"the model has {trainer.plan.n_params:,} parameters; bumping each needs "
@@ -174,4 +211,4 @@ def verify_step(store, job_id: int, step: int, eps: float = 1e-6, resolve_datase
                         per_param=per_param,
                         backprop_seconds=backprop_seconds, numerical_seconds=numerical_seconds,
                         forward_passes=2 * trainer.plan.n_params, recorded_vs_replayed=replay,
-                        kink_inputs=kinks)
+                        kink_inputs=kinks, replayed=record["replayed"])

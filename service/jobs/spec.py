@@ -267,7 +267,10 @@ class JobSpec(_Strict):
     seed: Seed = Field(0, description="Seeds the shuffling and the validation split.")
     dtype: Literal["float64", "float32"] = "float64"
     snapshot_every: int | None = Field(None, ge=1, description="Full gradient and parameter snapshots "
-                                       "every K steps; default every step up to 10,000 parameters.")
+                                       "every K steps while they fit the budget (then thinned); default "
+                                       "every step up to 10,000 parameters.")
+    snapshot_budget_mb: float | None = Field(None, gt=0, description="Megabytes the job's snapshots and "
+                                             "replay checkpoints may take; default 64.")
     checkpoint_every: int | None = Field(None, ge=1, description="Resumable checkpoints every K steps.")
     validation: Validation | None = None
 

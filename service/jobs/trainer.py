@@ -195,18 +195,21 @@ class Trainer:
 
     # --- the loop
 
-    def run(self, writer=None, start: int = 0, *, should_stop: Callable[[], bool] | None = None,
+    def run(self, writer=None, start: int = 0, *, end: int | None = None,
+            should_stop: Callable[[], bool] | None = None,
             on_flush: Callable[[int, float | None], None] | None = None,
             on_tick: Callable[[int, float], None] | None = None) -> Outcome:
         """Train from step ``start`` to the plan's end. ``writer`` (a store HistoryWriter, or None
         to record nothing) receives every step; it is flushed every ``flush_rows`` rows or
         ``flush_seconds``, and with a checkpoint every ``checkpoint_every`` steps (no more often than
         ``checkpoint_seconds`` unless the spec set checkpoint_every) and at the end.
+        ``end``: stop before that step instead (a replay; no final checkpoint then).
         ``on_flush(steps_done, loss)`` runs after each flush (which writes the job's heartbeat),
         ``on_tick(steps_done, loss)`` at most ten times a second.
         Exceptions propagate after pending rows are flushed."""
         plan, limits, optimizer, recorder = self.plan, settings(), self.optimizer, self.recorder
         total = plan.total_steps
+        end = total if end is None else end
         record = writer is not None
         options = optimizer.options
         # The recorder's global norm spares the optimizer its own pass over the gradients, unless it
@@ -237,7 +240,7 @@ class Trainer:
         # overflow and NaN are outcomes the loop records (and ends on), not warnings to print
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             try:
-                for step in range(start, total):
+                for step in range(start, end):
                     if should_stop is not None and should_stop():
                         return stop("cancelled", reason=f"cancelled at step {step}")
                     if record and step % plan.checkpoint_every == 0 and step > start \
@@ -278,7 +281,7 @@ class Trainer:
                     if on_tick is not None and now - last_tick >= 0.1:
                         last_tick = now
                         on_tick(done, loss_value)
-                if record and not flush(self.checkpoint(total)):
+                if record and end == total and not flush(self.checkpoint(total)):
                     return Outcome("cancelled", done, reason=f"cancelled at step {total}")
                 return Outcome("succeeded", done)
             except BaseException:

@@ -56,7 +56,8 @@ def run_job(store, job_id: int, *, resume: bool = False, should_stop: Callable[[
         if checkpoint is not None:
             start = trainer.restore(checkpoint)
     store.truncate_history(job_id, start)  # what a killed run wrote after its last checkpoint
-    writer = store.writer(job_id, trainer.names, background_after=settings().writer_process_after)
+    writer = store.writer(job_id, trainer.names, background_after=settings().writer_process_after,
+                          snapshots=trainer.recorder.snapshots)
     if checkpoint is not None:
         writer.flush(checkpoint)  # truncating removed it; keep it until a later one replaces it
 

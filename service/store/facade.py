@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import insert, make_url, select
 
-from service.domain import Checkpoint
+from service.domain import Checkpoint, SnapshotBudget
 from service.store import jobs as jobs
 from service.store import read as query
 from service.store import rollup as rollup
@@ -152,8 +152,12 @@ class Store:
     # -- writing history (service.store.write) ------------------------------------------------
 
     def writer(self, job_id: int, param_names: list[str], *,
-               background_after: float | None = None) -> HistoryWriter:
+               background_after: float | None = None,
+               snapshots: SnapshotBudget | None = None) -> HistoryWriter:
         """A buffered writer for the job's steps; sets the job's param_names if it has none.
+
+        ``snapshots``: the job's snapshot budget; each write then thins the job's snapshots and replay
+        checkpoints to its spacing (without it, only the newest checkpoints are kept).
 
         ``background_after`` (seconds): from then on a writer process writes the batches (see
         service.store.writer_process), on a database another process can open; call the writer's close()
@@ -170,12 +174,13 @@ class Store:
         if not self.shareable:
             background_after = None  # a database only this process can open
         return HistoryWriter(self.engine, self.url, job_id, names, last, owner=owner,
-                             background_after=background_after)
+                             background_after=background_after, snapshots=snapshots)
 
-    def last_checkpoint(self, job_id: int) -> Checkpoint | None:
+    def last_checkpoint(self, job_id: int, at_or_before: int | None = None) -> Checkpoint | None:
+        """The job's newest checkpoint (at or before step ``at_or_before``), or None."""
         with self._reader.begin() as conn:
             jobs.job_row(conn, job_id)
-            return query.last_checkpoint(conn, job_id)
+            return query.last_checkpoint(conn, job_id, at_or_before)
 
     # -- reading history ----------------------------------------------------------------------
 

@@ -187,12 +187,13 @@ def snapshot_steps(conn: Connection, job_id: int, start: int, end: int | None, l
     return list(conn.execute(q.order_by(a.step).limit(limit)).scalars())
 
 
-def last_checkpoint(conn: Connection, job_id: int) -> Checkpoint | None:
-    """The job's newest checkpoint, or None."""
+def last_checkpoint(conn: Connection, job_id: int, at_or_before: int | None = None) -> Checkpoint | None:
+    """The job's newest checkpoint (at or before step ``at_or_before``), or None."""
     c, a = CheckpointRow, StepArray
-    row = conn.execute(
-        select(c.step, c.meta).where(c.job_id == job_id).order_by(c.step.desc()).limit(1)
-    ).first()
+    q = select(c.step, c.meta).where(c.job_id == job_id)
+    if at_or_before is not None:
+        q = q.where(c.step <= at_or_before)
+    row = conn.execute(q.order_by(c.step.desc()).limit(1)).first()
     if row is None:
         return None
     arrays = conn.execute(

@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from service.config import settings
-from service.domain import HISTORY_SERIES, STAT_SERIES, Checkpoint
+from service.domain import HISTORY_SERIES, STAT_SERIES, Checkpoint, SnapshotBudget
 from service.store import rollup as rollup
 from service.store.arrays import encode_array
 from service.store.engine import reader
@@ -38,6 +38,7 @@ AUTOFLUSH_STEPS = 50_000
 # effect at the last step committed before it, so its transition, the job's steps_done and the
 # stored history name the same step; batches computed after it are rolled back.
 WRITABLE_STATUSES = ("running",)
+SNAPSHOT_KINDS = ("gradient", "param")  # step_arrays kinds of a snapshot (the rest are checkpoints')
 
 
 def _step_number(step, what: str = "step") -> int:
@@ -84,25 +85,49 @@ def checkpoint_rows(job_id: int, checkpoint: Checkpoint) -> tuple[int, str, list
     return step, meta, _array_rows(job_id, step, "checkpoint", checkpoint.arrays)
 
 
-def write_checkpoint(conn: Connection, job_id: int, checkpoint: Checkpoint) -> None:
-    """Store ``checkpoint``, replacing one at the same step, and drop the job's checkpoints older
-    than the newest GRADBOOK_KEEP_CHECKPOINTS (a resume needs only the newest; each holds the
-    parameters and the optimizer state, so keeping all would grow the database without bound)."""
+def write_checkpoint(conn: Connection, job_id: int, checkpoint: Checkpoint,
+                     spacing: int | None = None) -> None:
+    """Store ``checkpoint``, replacing one at the same step, and prune the job's older checkpoints
+    (see :func:`prune_checkpoints`)."""
     step, meta, array_rows = checkpoint_rows(job_id, checkpoint)
     a, c = StepArray, CheckpointRow
     conn.execute(delete(a).where(a.job_id == job_id, a.step == step, a.kind == "checkpoint"))
     conn.execute(delete(c).where(c.job_id == job_id, c.step == step))
     conn.execute(insert(c), [dict(job_id=job_id, step=step, meta=meta, created_at=now())])
     executemany(conn, a.__table__, array_rows)
+    prune_checkpoints(conn, job_id, spacing, step)
+
+
+def prune_checkpoints(conn: Connection, job_id: int, spacing: int | None, keep: int | None = None) -> None:
+    """Keep the job's newest GRADBOOK_KEEP_CHECKPOINTS checkpoints (a resume needs only the newest)
+    and, given the snapshot ``spacing``, the first of each block of that many steps: the points a
+    step without a snapshot is replayed from (see domain.SnapshotBudget). Each holds the parameters
+    and the optimizer state, so keeping every one would grow the database without bound."""
+    c, a = CheckpointRow, StepArray
     newest = select(c.step).where(c.job_id == job_id).order_by(c.step.desc())
     kept = conn.execute(newest.limit(settings().keep_checkpoints)).scalars().all()
-    older = [c.job_id == job_id, c.step < kept[-1], c.step != step]
+    if not kept:
+        return
+    older = [c.job_id == job_id, c.step < kept[-1]]
+    if keep is not None:
+        older.append(c.step != keep)
+    if spacing is not None:
+        firsts = select(func.min(c.step)).where(c.job_id == job_id).group_by(c.step - c.step % spacing)
+        older.append(c.step.not_in(firsts))
     # Arrays by exact (job, step, kind) keys, from a subquery (a job written before pruning may hold
     # more old checkpoints than a statement takes parameters); a range over the job's steps would
     # scan its snapshots too.
     conn.execute(delete(a).where(a.job_id == job_id, a.kind == "checkpoint",
                                  a.step.in_(select(c.step).where(*older))))
     conn.execute(delete(c).where(*older))
+
+
+def thin_snapshots(conn: Connection, job_id: int, spacing: int) -> None:
+    """Drop the job's snapshots off the grid of ``spacing`` steps, and the checkpoints that are no
+    longer replay points: the budget's spacing grew."""
+    a = StepArray
+    conn.execute(delete(a).where(a.job_id == job_id, a.kind.in_(SNAPSHOT_KINDS), a.step % spacing != 0))
+    prune_checkpoints(conn, job_id, spacing)
 
 
 @dataclass
@@ -113,11 +138,12 @@ class _Batch:
     scalars: list[tuple]
     stats: np.ndarray
     arrays: list[tuple]
+    spacing: int | None = None  # the snapshot budget's spacing after these steps (None: no budget)
 
     def then(self, later: _Batch) -> _Batch:
         """This batch followed by ``later``."""
         return _Batch(self.steps + later.steps, self.scalars + later.scalars,
-                      np.concatenate([self.stats, later.stats]), self.arrays + later.arrays)
+                      np.concatenate([self.stats, later.stats]), self.arrays + later.arrays, later.spacing)
 
 
 class _NotOurs(Exception):
@@ -134,10 +160,13 @@ class HistoryWriter:
     never writes after a newer run took the job over.
     ``background_after`` (seconds, None: never): from then on, batches go to a writer process; call
     :meth:`close` at the end to wait for its last write.
+    ``snapshots`` (a domain.SnapshotBudget): each write keeps the job's snapshots and replay
+    checkpoints to the budget's spacing; without it only the newest checkpoints are kept.
     """
 
     def __init__(self, engine: Engine, url: str, job_id: int, param_names: list[str], last_step: int | None,
-                 *, owner: str | None = None, background_after: float | None = None):
+                 *, owner: str | None = None, background_after: float | None = None,
+                 snapshots: SnapshotBudget | None = None):
         self.engine = engine
         self.url = url
         self.owner = owner
@@ -153,6 +182,8 @@ class HistoryWriter:
         self._stats = np.empty((64, len(self.param_names), len(STAT_SERIES)))  # grows by doubling
         self._arrays: list[tuple] = []
         self._tails: tuple[int, dict] | None = None  # (steps_done, last rollup blocks) as last committed
+        self.snapshots = snapshots
+        self._thinned_to = 0  # the spacing this writer last thinned to (0: not yet, so its first write does)
 
     @property
     def pending(self) -> int:
@@ -310,7 +341,8 @@ class HistoryWriter:
         the buffers start empty."""
         self._check_counts()
         n = len(self._steps)
-        batch = _Batch(self._steps, self._scalars, self._stats[:n].copy(), self._arrays)
+        spacing = None if self.snapshots is None else self.snapshots.spacing(self._last_step + 1)
+        batch = _Batch(self._steps, self._scalars, self._stats[:n].copy(), self._arrays, spacing)
         self._steps, self._scalars, self._arrays = [], [], []
         return batch
 
@@ -340,8 +372,11 @@ class HistoryWriter:
             if batch.steps:
                 tails = self._write_rows(conn, batch, tails)
             executemany(conn, StepArray.__table__, batch.arrays)
+            thin = batch.spacing is not None and batch.spacing > self._thinned_to
+            if thin:  # after the inserts: a batch's first snapshots may be off the grid its end brought
+                thin_snapshots(conn, self.job_id, batch.spacing)
             if checkpoint is not None:
-                write_checkpoint(conn, self.job_id, checkpoint)
+                write_checkpoint(conn, self.job_id, checkpoint, batch.spacing)
             progress = {"heartbeat_at": now(), "updated_at": now()}
             if batch.steps:
                 last_loss = batch.scalars[-1][0]
@@ -362,6 +397,8 @@ class HistoryWriter:
                 raise _NotOurs  # rolls the whole batch back
             status, steps_done = row
         self._tails = (steps_done, tails)  # committed: the rollups' last blocks are these
+        if thin:
+            self._thinned_to = batch.spacing
         return status
 
     def _tails_if_current(self, conn: Connection) -> dict:

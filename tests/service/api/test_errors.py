@@ -196,7 +196,7 @@ def test_bad_last_event_id(app, job_id):
     assert r.status_code == 422 and locs(r) == [["header", "Last-Event-ID"]]
 
 
-def test_verify_and_graph_without_a_snapshot_are_conflicts(app):
+def test_steps_without_a_snapshot_are_replayed_and_unrecorded_ones_are_not_found(app):
     store = app.app.state.store
     doc = presets.get("seed")
     doc.update(steps=3, snapshot_every=2)
@@ -204,8 +204,18 @@ def test_verify_and_graph_without_a_snapshot_are_conflicts(app):
 
     job = store.create_job("sparse", doc)
     run_job(store, job)
-    for r in (app.post(f"/jobs/{job}/steps/1/verify"), app.get(f"/jobs/{job}/graph", params={"step": 1})):
-        assert r.status_code == 409 and "snapshot" in r.json()["detail"]
+    step = app.get(f"/jobs/{job}/steps/1").json()
+    assert step["replayed"] == {"from_step": 0, "steps": 1, "seconds": step["replayed"]["seconds"],
+                                "matches_record": True}
+    verify = app.post(f"/jobs/{job}/steps/1/verify").json()
+    assert verify["replayed"]["steps"] == 1 and verify["max_rel_error"] < 1e-6
+    graph = app.get(f"/jobs/{job}/graph", params={"step": 1})
+    assert graph.status_code == 200
+    # its output J is the loss recorded at step 1
+    assert graph.json()["nodes"][-1]["value"] == step["loss"]
+    assert app.get(f"/jobs/{job}/steps/0").json()["replayed"] is None  # a snapshot step
+    for r in (app.get(f"/jobs/{job}/steps/3"), app.post(f"/jobs/{job}/steps/3/verify")):
+        assert r.status_code == 404 and "no recorded step 3" in r.json()["detail"]
 
 
 # --- the token ----------------------------------------------------------------------------------------------

@@ -80,13 +80,17 @@ def test_relative_error_treats_two_zeros_as_agreement():
         pytest.approx([0.0, 1e-9, 0.0], abs=1e-15)
 
 
-def test_steps_without_a_snapshot_point_to_the_nearest(store):
-    job_id = trained(store, "sine", steps=25, snapshot_every=10)
-    with pytest.raises(VerifyError, match="no snapshot at step 13 .* nearest snapshots are at step 10 and"):
-        verify_step(store, job_id, 13)
-    with pytest.raises(GraphError, match="nearest snapshots are at step 20$"):
-        job_graph(store, job_id, 24)
-    assert verify_step(store, job_id, 20).max_abs_error < 1e-8
+def test_steps_without_a_snapshot_are_replayed_from_the_nearest_state_before_them(store):
+    job_id = trained(store, "sine", steps=25, snapshot_every=10, checkpoint_every=5)
+    report = verify_step(store, job_id, 13)
+    # checkpoints every 5 steps, one kept per block of 10 (the snapshot spacing): 5, 10, 20 and the end
+    assert report.replayed["from_step"] == 10 and report.replayed["steps"] == 3
+    assert report.replayed["matches_record"] and report.max_rel_error < 1e-6
+    graph = job_graph(store, job_id, 24)
+    assert float(graph.output.value) == store.step(job_id, 24)["loss"]
+    assert verify_step(store, job_id, 20).replayed is None  # a snapshot step is read, not replayed
+    with pytest.raises(VerifyError, match="no recorded step 25"):
+        verify_step(store, job_id, 25)
 
 
 def test_graph_of_a_recorded_minibatch_step_gives_its_loss(store):

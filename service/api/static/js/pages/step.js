@@ -64,8 +64,7 @@ export class StepPage {
     clear(this.root);
     this.renderHead(record.status === "fulfilled" ? record.value : null);
     if (record.status === "rejected") {
-      this.root.append(h("section", { class: "card" }, h("p", { class: "error-text" }, record.reason.message),
-        this.snapshotHint()));
+      this.root.append(h("section", { class: "card" }, h("p", { class: "error-text" }, record.reason.message)));
       return;
     }
     const rec = record.value;
@@ -102,15 +101,15 @@ export class StepPage {
           : null));
   }
 
-  snapshotHint() {
-    const every = this.job.spec?.snapshot_every;
-    if (!every) return null;
-    const before = Math.floor(this.step / every) * every;
-    const after = before + every;
-    const link = (step) => h("a", { href: `#/jobs/${this.id}/steps/${step}` }, `step ${fmtInt(step)}`);
-    const recorded = this.job.steps_done ?? Infinity;
-    return h("p", {}, `Snapshots are kept every ${fmtInt(every)} steps: `, link(before),
-      after < recorded ? [" or ", link(after)] : null, ".");
+  // A step whose snapshot was not kept comes replayed from the nearest stored state before it.
+  replayNote(rec) {
+    const r = rec.replayed;
+    if (!r) return null;
+    const from = r.from_step === 0 ? "the initial parameters" : `the checkpoint at step ${fmtInt(r.from_step)}`;
+    return h("p", { class: r.matches_record ? "muted replayed" : "error-text replayed" },
+      `No snapshot was kept at this step: replayed ${fmtInt(r.steps)} step${r.steps === 1 ? "" : "s"} from ${from} ` +
+      `in ${fmtNum(r.seconds * 1000, 3)} ms` + (r.matches_record ? ", reproducing the recorded loss and gradient statistics exactly."
+        : ", but the replay does not reproduce the recorded loss and gradient statistics (was gradbook upgraded since?)."));
   }
 
   async loadGraph() {
@@ -205,11 +204,11 @@ export class StepPage {
     const names = [...new Set([...(this.job.param_names ?? []), ...Object.keys(params), ...Object.keys(grads)])]
       .filter((n) => n in params || n in grads);
     if (!names.length) {
-      section.append(h("p", { class: "muted" }, "No snapshot of the parameters and gradients was kept at this step."),
-        this.snapshotHint());
+      section.append(h("p", { class: "muted" }, "No parameters or gradients at this step."));
       return section;
     }
-    section.append(h("p", { class: "muted" }, "Cells are shaded by size within each table: blue positive, red negative."));
+    section.append(this.replayNote(rec),
+      h("p", { class: "muted" }, "Cells are shaded by size within each table: blue positive, red negative."));
     for (const name of names) {
       section.append(h("div", { class: "param-row", "data-param": name }, h("h4", {}, h("code", {}, name)),
         h("div", { class: "matrices" },
