@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 import service
-from cli.render import err
+from cli import render
 
 DatabaseUrl = Annotated[str | None, typer.Option(
     "--database-url", envvar="GRADBOOK_DATABASE_URL", show_envvar=True,
@@ -64,7 +64,7 @@ class UsageError(Exception):
 
 def fail(message: str, code: int = 2):
     """One line on stderr and the exit code (2: usage error, something the user can fix)."""
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
+    render.print_error(message)
     raise typer.Exit(code)
 
 

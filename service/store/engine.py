@@ -81,6 +81,9 @@ def make_engine(url: str, *, wal_autocheckpoint: int | None = None) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if not memory:
+            # Before the first table (and before WAL writes the header): then a delete can return its
+            # pages to the file system; on an existing database this does nothing (db vacuum switches it).
+            cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
             cursor.execute("PRAGMA journal_mode = WAL")
             if wal_autocheckpoint is not None:
                 cursor.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")

@@ -170,4 +170,5 @@ def delete_job(job_id: JobId, store: StoreDep):
     if not domain.can_delete(job["status"]):
         raise ApiError(409, domain.refusal("delete", job_id, job["status"]))
     store.delete_job(job_id)
+    store.reclaim_space()  # the deleted rows' pages go back to the file system (SQLite)
     return Response(status_code=204)

@@ -9,11 +9,13 @@ import csv
 import io
 import json
 import math
+import os
 import time
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import make_url
 
 from service import domain
 from service.api.app import create_app
@@ -451,6 +453,18 @@ def test_delete_only_finished_jobs(app_client, store):
     assert app_client.get(f"/jobs/{job['id']}").status_code == 404
     assert app_client.get(f"/jobs/{job['id']}/history").status_code == 404
     assert store.step(queued, 0) is None and app_client.delete(f"/jobs/{job['id']}").status_code == 404
+
+
+def test_a_deleted_jobs_space_goes_back_to_the_file_system(app_client, store):
+    path = make_url(store.url).database
+
+    def on_disk():  # the database file and its write-ahead log
+        return sum(os.path.getsize(p) for p in (path, f"{path}-wal") if os.path.exists(p))
+
+    jobs = [finished(app_client, app_client.post("/jobs", json=seed(400)).json()["id"]) for _ in range(2)]
+    before = on_disk()
+    assert app_client.delete(f"/jobs/{jobs[0]['id']}").status_code == 204
+    assert on_disk() < before  # not just freed inside the file: returned
 
 
 # --- datasets -----------------------------------------------------------------------------------------------

@@ -52,8 +52,8 @@ def test_thinned_steps_replay_bit_for_bit(store, tmp_path):
     # room for 20: the spacing doubled to 32 (600 steps in 19 blocks)
     assert store.snapshot_steps(thinned, limit=10_000) == list(range(0, 600, 32))
     db = sqlite3.connect(tmp_path / "gradbook.db")
-    stored = db.execute("SELECT SUM(LENGTH(data)) FROM step_arrays WHERE job_id = ?", (thinned,)).fetchone()[0]
-    assert stored <= budget_mb * 2**20
+    stored = db.execute("SELECT SUM(LENGTH(data)) FROM step_arrays WHERE job_id = ?", (thinned,)).fetchone()
+    assert stored[0] <= budget_mb * 2**20
     checkpoints = [s for (s,) in db.execute("SELECT step FROM checkpoints WHERE job_id = ? ORDER BY step",
                                             (thinned,))]
     assert checkpoints == list(range(50, 601, 50))  # every one is the first of its 32-step block

@@ -75,6 +75,16 @@ def test_deletes_in_incremental_mode_return_their_space(db):
     assert store.get_job(first) is None and store.list_jobs()[0]["status"] == "succeeded"
 
 
+def test_a_new_database_returns_a_deleted_jobs_space(db):
+    path, store = db
+    assert maintenance.auto_vacuum_mode(store.engine) == "incremental"  # no vacuum needed first
+    first = snapshot_job(store)
+    snapshot_job(store)
+    before = on_disk(path)
+    store.delete_job(first)
+    assert store.reclaim_space() > 0 and on_disk(path) < before
+
+
 def direct_counts(path, job_id: int) -> dict:
     """What the stats should say of a job, counted with sqlite3 alone."""
     with sqlite3.connect(path) as conn:
