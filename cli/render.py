@@ -262,6 +262,14 @@ def show_verify(report: dict, as_json: bool) -> None:
     backprop, numerical = report["backprop_seconds"], report["numerical_seconds"]
     typer.echo(f"job {report['job_id']} step {report['step']}: {report['n_params']:,} parameters, "
                f"eps {report['eps']:g}")
+    replayed = report.get("replayed")
+    if replayed:  # no snapshot was kept at that step
+        start = replayed["from_step"]
+        origin = f"the checkpoint at step {start:,}" if start else "the initial parameters"
+        outcome = "reproducing" if replayed["matches_record"] else "NOT reproducing"
+        took = f"{replayed['seconds'] * 1e3:.0f} ms"
+        typer.echo(f"  replayed {replayed['steps']:,} steps from {origin} ({took}), "
+                   f"{outcome} the recorded loss and gradient statistics exactly")
     typer.echo(f"  backprop:  {backprop * 1e3:10.3f} ms  (one forward + backward)")
     typer.echo(f"  numerical: {numerical * 1e3:10.3f} ms  ({report['forward_passes']:,} forward "
                f"passes, {numerical / max(backprop, 1e-12):,.0f}x)")

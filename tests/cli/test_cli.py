@@ -122,6 +122,17 @@ def test_verify_compares_bumping_with_the_recorded_gradient(gb):
     assert result.exit_code == 2 and "no recorded step 5000" in result.stderr
 
 
+def test_verify_replays_a_step_whose_snapshot_was_not_kept(gb, tmp_path):
+    spec = tmp_path / "sparse.json"
+    xor = next(p["spec"] for p in json.loads(gb("presets", "--json").stdout) if p["name"] == "xor")
+    spec.write_text(json.dumps({**xor, "snapshot_every": 10}))
+    job_id = json.loads(gb("train", str(spec), "--json", "-q").stdout)["id"]
+    text = gb("verify", job_id, "--step", 7).stdout
+    assert "replayed 7 steps from the initial parameters" in text
+    assert "reproducing the recorded loss and gradient statistics exactly" in text
+    assert "replayed" not in gb("verify", job_id, "--step", 10).stdout
+
+
 def test_a_diverging_job_exits_1_with_its_error(gb, tmp_path):
     spec = {"model": {"layers": [{"units": 1, "activation": "linear"}], "init": {"w1": [[1.0]]}},
             "data": {"x": [[1.0]], "y": [[0.0]]}, "loss": "mse",
