@@ -196,7 +196,9 @@ def test_a_job_interrupted_by_a_crash_is_resumed_from_the_list_on_a_server_with_
     # killed while training: the next server finds the job interrupted; this one wants a token
     auth = {"Authorization": "Bearer s3cret"}
     with running_server(tmp_path, token="s3cret") as base, httpx.Client(base_url=base, headers=auth) as api:
-        assert api.get(f"/jobs/{job_id}").json()["status"] == "interrupted"
+        crashed = api.get(f"/jobs/{job_id}").json()
+        assert crashed["status"] == "interrupted"
+        crashed_at = crashed["steps_done"]
         page.goto(f"{base}/")
         page.fill("#auth input[type=password]", "s3cret")  # the page asks once the API says 401
         page.click("#auth button[type=submit]")
@@ -206,11 +208,11 @@ def test_a_job_interrupted_by_a_crash_is_resumed_from_the_list_on_a_server_with_
         screenshot(page, "jobs-interrupted")
         page.click(f"{row} button[data-action=resume]")
         page.wait_for_selector(f"{row}[data-status=running]")
-        # the crash came before any checkpoint, so the resumed run starts at step 0: cancel once it
-        # has stored some steps (a state), or the cancel may come before its first write
-        while api.get(f"/jobs/{job_id}").json()["steps_done"] == 0:
+        # the resumed run starts again from its last checkpoint (or step 0, if the crash came before
+        # one): cancel once it has stored steps past those the crash left (a state, not a duration)
+        while api.get(f"/jobs/{job_id}").json()["steps_done"] <= crashed_at:
             time.sleep(0.05)
         page.click(f"{row} button[data-action=cancel]")
         page.wait_for_selector(f"{row}[data-status=cancelled]")
         job = api.get(f"/jobs/{job_id}").json()
-        assert job["status"] == "cancelled" and job["steps_done"] > 0
+        assert job["status"] == "cancelled" and job["steps_done"] > crashed_at
